@@ -1,0 +1,165 @@
+using System.Text.Json.Serialization;
+
+namespace Queue.Contracts.Jobs;
+
+[JsonConverter(typeof(JsonStringEnumConverter<JobState>))]
+public enum JobState
+{
+    Pending,
+    Mapping,
+    Reducing,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+[JsonConverter(typeof(JsonStringEnumConverter<TaskPhase>))]
+public enum TaskPhase
+{
+    Map,
+    Reduce,
+}
+
+[JsonConverter(typeof(JsonStringEnumConverter<TaskState>))]
+public enum TaskState
+{
+    /// <summary>Recorded, message not yet sent.</summary>
+    Planned,
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+/// <summary>What a user asked for, validated and normalised. Written once by the ingress.</summary>
+public sealed record JobSpec
+{
+    public required string Id { get; init; }
+    public required string App { get; init; }
+    /// <summary>Input container.</summary>
+    public required string InputContainer { get; init; }
+    /// <summary>Blob-name prefix inside the input container ("" for all).</summary>
+    public string InputPrefix { get; init; } = "";
+    /// <summary>Target number of map tasks; ignored when <see cref="SplitSizeBytes"/> is set.</summary>
+    public int? MapTasks { get; init; }
+    public long? SplitSizeBytes { get; init; }
+    public required int ReduceTasks { get; init; }
+    public Dictionary<string, string> Args { get; init; } = [];
+    public int MaxAttempts { get; init; } = 4;
+    public TimeSpan TaskTimeout { get; init; } = TimeSpan.FromMinutes(10);
+    public DateTimeOffset SubmittedAt { get; init; }
+}
+
+/// <summary>Task counts of one phase.</summary>
+public sealed record PhaseProgress
+{
+    public int Total { get; init; }
+    public int Queued { get; init; }
+    public int Running { get; init; }
+    public int Done { get; init; }
+    public int Failed { get; init; }
+}
+
+/// <summary>Counters of one task attempt, summed per phase for the job.</summary>
+public sealed record TaskCounters
+{
+    public long InputBytes { get; init; }
+    public long InputRecords { get; init; }
+    public long OutputRecords { get; init; }
+    public long OutputBytes { get; init; }
+    public long CombineInputRecords { get; init; }
+    public long CombineOutputRecords { get; init; }
+    public long SpilledRecords { get; init; }
+    /// <summary>Distinct keys a reduce task saw.</summary>
+    public long InputGroups { get; init; }
+
+    public static TaskCounters Zero { get; } = new();
+
+    public TaskCounters Add(TaskCounters other) => new()
+    {
+        InputBytes = InputBytes + other.InputBytes,
+        InputRecords = InputRecords + other.InputRecords,
+        OutputRecords = OutputRecords + other.OutputRecords,
+        OutputBytes = OutputBytes + other.OutputBytes,
+        CombineInputRecords = CombineInputRecords + other.CombineInputRecords,
+        CombineOutputRecords = CombineOutputRecords + other.CombineOutputRecords,
+        SpilledRecords = SpilledRecords + other.SpilledRecords,
+        InputGroups = InputGroups + other.InputGroups,
+    };
+}
+
+/// <summary>The job's live state, written only by the leading coordinator.</summary>
+public sealed record JobStatus
+{
+    public required string Id { get; init; }
+    public JobState State { get; init; }
+    public DateTimeOffset SubmittedAt { get; init; }
+    public DateTimeOffset? StartedAt { get; init; }
+    public DateTimeOffset? MapFinishedAt { get; init; }
+    public DateTimeOffset? FinishedAt { get; init; }
+    public PhaseProgress Map { get; init; } = new();
+    public PhaseProgress Reduce { get; init; } = new();
+    /// <summary>Attempts started, over all tasks.</summary>
+    public int Attempts { get; init; }
+    public int FailedAttempts { get; init; }
+    public TaskCounters MapCounters { get; init; } = TaskCounters.Zero;
+    public TaskCounters ReduceCounters { get; init; } = TaskCounters.Zero;
+    public string? Error { get; init; }
+    /// <summary>Output blobs (in the output container), in partition order, once the job succeeded.</summary>
+    public List<string> Outputs { get; init; } = [];
+    public string? OutputContainer { get; init; }
+    /// <summary>Epoch of the leader that last wrote this.</summary>
+    public long Epoch { get; init; }
+
+    /// <summary>Seconds the map phase took (so far, while it runs).</summary>
+    public double? MapSeconds => StartedAt is { } s ? ((MapFinishedAt ?? FinishedAt ?? DateTimeOffset.UtcNow) - s).TotalSeconds : null;
+
+    /// <summary>Seconds the reduce phase took (so far, while it runs).</summary>
+    public double? ReduceSeconds => MapFinishedAt is { } m ? ((FinishedAt ?? DateTimeOffset.UtcNow) - m).TotalSeconds : null;
+
+    public bool IsTerminal => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
+}
+
+/// <summary>A map split: a byte range of one blob, cut at line boundaries when read.</summary>
+public sealed record InputSplit(string Blob, long Offset, long Length);
+
+/// <summary>One task's state, written only by the leading coordinator.</summary>
+public sealed record TaskRecord
+{
+    public required TaskPhase Phase { get; init; }
+    public required int Index { get; init; }
+    public TaskState State { get; init; }
+    public int Attempts { get; init; }
+    public int FailedAttempts { get; init; }
+    /// <summary>The first committed attempt; later completions are duplicates.</summary>
+    public string? WinningAttempt { get; init; }
+    /// <summary>The attempt that started last; a failure report from an older attempt does not requeue the task.</summary>
+    public string? LastAttempt { get; init; }
+    /// <summary>Why the task's message was dead-lettered, when it was.</summary>
+    public string? DeadLetterReason { get; init; }
+    public string? Worker { get; init; }
+    public string? LastError { get; init; }
+    public InputSplit? Split { get; init; }
+    public TaskCounters? Counters { get; init; }
+    public DateTimeOffset? StartedAt { get; init; }
+    public DateTimeOffset? FinishedAt { get; init; }
+}
+
+/// <summary>The job as the API shows it.</summary>
+public sealed record JobView(JobSpec Spec, JobStatus Status);
+
+/// <summary>Names of task keys and blobs, shared by coordinator, workers and ingress.</summary>
+public static class TaskNames
+{
+    public static string TaskId(TaskPhase phase, int index) =>
+        (phase == TaskPhase.Map ? "m-" : "r-") + index.ToString("D5", System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Intermediate blob of one map attempt for one partition.</summary>
+    public static string MapOutput(string jobId, int mapIndex, string attemptId, int partition) =>
+        $"{jobId}/{TaskId(TaskPhase.Map, mapIndex)}/{attemptId}/part-{partition:D5}";
+
+    /// <summary>The manifest naming each map task's winning attempt, read by reduce tasks.</summary>
+    public static string MapManifest(string jobId) => $"{jobId}/map-winners.json";
+
+    public static string OutputPart(string jobId, int partition) => $"{jobId}/part-{partition:D5}";
+}

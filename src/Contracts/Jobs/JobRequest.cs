@@ -1,0 +1,186 @@
+using System.Buffers;
+using System.Globalization;
+
+namespace Queue.Contracts.Jobs;
+
+/// <summary>The body of <c>POST /jobs</c>.</summary>
+public sealed record JobRequest
+{
+    public string? App { get; init; }
+    /// <summary>A container, optionally followed by <c>/prefix</c>.</summary>
+    public string? Input { get; init; }
+    public int? MapTasks { get; init; }
+    public long? SplitSizeBytes { get; init; }
+    public int? ReduceTasks { get; init; }
+    public Dictionary<string, string>? Args { get; init; }
+    public int? MaxAttempts { get; init; }
+    public int? TaskTimeoutSeconds { get; init; }
+}
+
+/// <summary>The answer to an accepted job.</summary>
+public sealed record JobCreated(string Id, string Location);
+
+/// <summary>A job with its tasks, for <c>GET /jobs/{id}?tasks=true</c> and the dashboard.</summary>
+public sealed record JobDetails(JobSpec Spec, JobStatus Status, List<TaskRecord> Tasks);
+
+/// <summary>A rejected request: the HTTP status it deserves and why.</summary>
+public sealed record RequestError(int Status, string Title, string Detail);
+
+/// <summary>Checks a <see cref="JobRequest"/> and turns it into a <see cref="JobSpec"/>.</summary>
+public static class JobRequestValidator
+{
+    public const int MaxTasks = 10_000;
+    public const long DefaultSplitSizeBytes = 64L * 1024 * 1024;
+
+    private static readonly SearchValues<char> NameChars =
+        SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-");
+
+    /// <summary>Validates shape and ranges; the app and input existence are checked by the caller.</summary>
+    public static RequestError? TryCreateSpec(JobRequest request, string id, DateTimeOffset now, out JobSpec? spec)
+    {
+        spec = null;
+        if (string.IsNullOrWhiteSpace(request.App))
+        {
+            return Bad("'app' is required.");
+        }
+        if (!IsSafeName(request.App, 64))
+        {
+            return Bad("'app' may hold only letters, digits, '-', '_' and '.'.");
+        }
+        if (string.IsNullOrWhiteSpace(request.Input))
+        {
+            return Bad("'input' is required: a container, optionally followed by '/prefix'.");
+        }
+        if (CheckInput(request.Input, out var container, out var prefix) is { } inputError)
+        {
+            return inputError;
+        }
+        if (request.MapTasks is not null && request.SplitSizeBytes is not null)
+        {
+            return Bad("Give either 'mapTasks' or 'splitSizeBytes', not both.");
+        }
+        if (request.MapTasks is { } m && m is < 1 or > MaxTasks)
+        {
+            return Bad($"'mapTasks' must be between 1 and {MaxTasks}.");
+        }
+        if (request.SplitSizeBytes is { } s && s is < 1024 or > (1L << 40))
+        {
+            return Bad("'splitSizeBytes' must be between 1024 and 2^40.");
+        }
+        if (request.ReduceTasks is { } r && r is < 1 or > MaxTasks)
+        {
+            return Bad($"'reduceTasks' must be between 1 and {MaxTasks}.");
+        }
+        if (request.MaxAttempts is { } a && a is < 1 or > 100)
+        {
+            return Bad("'maxAttempts' must be between 1 and 100.");
+        }
+        if (request.TaskTimeoutSeconds is { } t && t is < 1 or > 86_400)
+        {
+            return Bad("'taskTimeoutSeconds' must be between 1 and 86400.");
+        }
+        var args = request.Args ?? [];
+        if (args.Count > 64)
+        {
+            return Bad("'args' may hold at most 64 entries.");
+        }
+        foreach (var (key, value) in args)
+        {
+            if (key.Length is 0 or > 128 || (value?.Length ?? 0) > 4096 || HasControl(key))
+            {
+                return Bad("'args' keys must be 1..128 characters without control characters, values at most 4096.");
+            }
+        }
+
+        spec = new JobSpec
+        {
+            Id = id,
+            App = request.App,
+            InputContainer = container,
+            InputPrefix = prefix,
+            MapTasks = request.MapTasks,
+            SplitSizeBytes = request.MapTasks is null ? request.SplitSizeBytes ?? DefaultSplitSizeBytes : null,
+            ReduceTasks = request.ReduceTasks ?? 1,
+            Args = new Dictionary<string, string>(args, StringComparer.Ordinal),
+            MaxAttempts = request.MaxAttempts ?? 4,
+            TaskTimeout = TimeSpan.FromSeconds(request.TaskTimeoutSeconds ?? 600),
+            SubmittedAt = now,
+        };
+        return null;
+    }
+
+    /// <summary>Splits <c>container/prefix</c> and rejects hostile names (.., absolute paths, control characters).</summary>
+    public static RequestError? CheckInput(string input, out string container, out string prefix)
+    {
+        var slash = input.IndexOf('/');
+        container = slash < 0 ? input : input[..slash];
+        prefix = slash < 0 ? "" : input[(slash + 1)..];
+        if (!IsContainerName(container))
+        {
+            return Bad($"'{Printable(container)}' is not a container name: use 1-63 lowercase letters, digits and '-'.");
+        }
+        if (!IsSafeBlobPath(prefix))
+        {
+            return Bad("The input prefix must be a relative path without '..', '\\' or control characters.");
+        }
+        return null;
+    }
+
+    public static bool IsContainerName(string name) =>
+        name.Length is >= 1 and <= 63 && !name.AsSpan().ContainsAnyExcept(NameChars) && name[0] != '-' && name[^1] != '-';
+
+    /// <summary>A blob path we accept from users: relative, no '..' segment, no backslash or control characters.</summary>
+    public static bool IsSafeBlobPath(string path)
+    {
+        if (path.Length > 1024 || path.StartsWith('/') || path.Contains('\\') || HasControl(path))
+        {
+            return false;
+        }
+        foreach (var segment in path.Split('/'))
+        {
+            if (segment is ".." or ".")
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    public static bool IsJobId(string id) =>
+        id.Length is >= 1 and <= 64 && !id.AsSpan().ContainsAnyExcept(NameChars);
+
+    public static string NewJobId(DateTimeOffset now) =>
+        string.Create(CultureInfo.InvariantCulture, $"{now:yyyyMMdd-HHmmss}-{Random.Shared.Next(0x1000000):x6}");
+
+    private static bool IsSafeName(string name, int maxLength)
+    {
+        if (name.Length > maxLength)
+        {
+            return false;
+        }
+        foreach (var c in name)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
+            {
+                return false;
+            }
+        }
+        return name is not ("." or "..");
+    }
+
+    private static bool HasControl(string text)
+    {
+        foreach (var c in text)
+        {
+            if (char.IsControl(c))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static string Printable(string text) => HasControl(text) || text.Length > 80 ? "(unprintable name)" : text;
+
+    private static RequestError Bad(string detail) => new(400, "Invalid job request", detail);
+}

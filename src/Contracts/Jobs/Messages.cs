@@ -1,0 +1,51 @@
+using System.Text.Json.Serialization;
+
+namespace Queue.Contracts.Jobs;
+
+/// <summary>A unit of work on the tasks queue. Small: it references blobs, never carries data.</summary>
+public sealed record TaskMessage
+{
+    public required string JobId { get; init; }
+    public required TaskPhase Phase { get; init; }
+    public required int Index { get; init; }
+    /// <summary>The fencing token of the leader that enqueued it.</summary>
+    public required long Epoch { get; init; }
+    public required string App { get; init; }
+    public Dictionary<string, string> Args { get; init; } = [];
+    public required int MapTasks { get; init; }
+    public required int ReduceTasks { get; init; }
+    public required int MaxAttempts { get; init; }
+    public required TimeSpan TaskTimeout { get; init; }
+    public required string InputContainer { get; init; }
+    /// <summary>Map only: the split to read.</summary>
+    public InputSplit? Split { get; init; }
+    /// <summary>Map only: the document name the app sees (blob name relative to the input container).</summary>
+    public string? FileName { get; init; }
+}
+
+[JsonConverter(typeof(JsonStringEnumConverter<TaskEventKind>))]
+public enum TaskEventKind
+{
+    Started,
+    Succeeded,
+    Failed,
+}
+
+/// <summary>What a worker reports about one attempt, on the events queue.</summary>
+public sealed record TaskEvent
+{
+    public required TaskEventKind Kind { get; init; }
+    public required string JobId { get; init; }
+    public required TaskPhase Phase { get; init; }
+    public required int Index { get; init; }
+    public required string AttemptId { get; init; }
+    public required int DeliveryCount { get; init; }
+    public required long Epoch { get; init; }
+    public required string WorkerId { get; init; }
+    public required DateTimeOffset At { get; init; }
+    public string? Error { get; init; }
+    public TaskCounters? Counters { get; init; }
+}
+
+/// <summary>The winning attempt of every map task, by map index; written before reduce tasks are sent.</summary>
+public sealed record MapManifest(string JobId, List<string> Attempts);

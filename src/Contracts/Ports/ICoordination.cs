@@ -1,0 +1,76 @@
+namespace Queue.Contracts.Ports;
+
+/// <summary>
+/// A small, strongly consistent key-value store with revisions and multi-key transactions
+/// (etcd's model). Values are small documents; no input or output data lives here.
+/// </summary>
+public interface IKeyValueStore
+{
+    Task<KvEntry?> GetAsync(string key, CancellationToken cancellationToken);
+
+    /// <summary>All entries whose keys start with <paramref name="prefix"/>, in key order.</summary>
+    Task<IReadOnlyList<KvEntry>> ListAsync(string prefix, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Applies <paramref name="writes"/> atomically if every compare holds; returns false (and writes
+    /// nothing) otherwise. Leader-fenced writes pass <see cref="ILeadership.Fence"/> as one compare.
+    /// </summary>
+    Task<bool> TransactAsync(IReadOnlyList<KvCompare> compares, IReadOnlyList<KvWrite> writes, CancellationToken cancellationToken);
+}
+
+/// <summary>A stored value with etcd-style revisions.</summary>
+public sealed record KvEntry(string Key, byte[] Value, long CreateRevision, long ModRevision);
+
+/// <summary>
+/// A transaction guard. <see cref="CreateRevision"/> or <see cref="ModRevision"/> must equal the
+/// stored one; 0 means "the key must not exist".
+/// </summary>
+public sealed record KvCompare(string Key, KvCompareTarget Target, long Revision)
+{
+    public static KvCompare Absent(string key) => new(key, KvCompareTarget.CreateRevision, 0);
+
+    public static KvCompare Unchanged(KvEntry entry) => new(entry.Key, KvCompareTarget.ModRevision, entry.ModRevision);
+}
+
+public enum KvCompareTarget
+{
+    CreateRevision,
+    ModRevision,
+}
+
+/// <summary>A put (<see cref="Value"/> set) or a delete (<see cref="Value"/> null) inside a transaction.</summary>
+public sealed record KvWrite(string Key, byte[]? Value)
+{
+    public static KvWrite Delete(string key) => new(key, null);
+}
+
+/// <summary>Leader election among coordinators.</summary>
+public interface ILeaderElection
+{
+    /// <summary>Blocks until this candidate leads, then returns its leadership.</summary>
+    Task<ILeadership> CampaignAsync(string candidateId, CancellationToken cancellationToken);
+
+    /// <summary>The current leader's candidate id, if any.</summary>
+    Task<string?> GetLeaderAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Held while this process leads. Its <see cref="Fence"/> guards every state write, so a leader that
+/// lost its lease (even one that does not know it yet) cannot change state.
+/// </summary>
+public interface ILeadership : IAsyncDisposable
+{
+    string CandidateId { get; }
+
+    /// <summary>The fencing token: the revision at which this leadership began. Task messages carry it as their epoch.</summary>
+    long Epoch { get; }
+
+    /// <summary>The compare that holds only while this leadership is current.</summary>
+    KvCompare Fence { get; }
+
+    /// <summary>Cancelled as soon as leadership is known to be lost.</summary>
+    CancellationToken Lost { get; }
+
+    /// <summary>Gives leadership up so another candidate can lead at once.</summary>
+    Task ResignAsync(CancellationToken cancellationToken);
+}

@@ -1,0 +1,94 @@
+namespace Queue.Contracts.Ports;
+
+/// <summary>
+/// A peek-lock work queue, modelled on the Service Bus receiver. A received message is leased to
+/// its receiver until <see cref="ILeasedMessage.LockedUntil"/>; a lease that is neither settled nor
+/// renewed in time expires and the message is delivered again with <c>DeliveryCount + 1</c>. Once a
+/// message has been delivered <see cref="WorkQueueOptions.MaxDeliveryCount"/> times and its lease
+/// ends without completion, it is moved to the dead-letter sub-queue with a reason.
+/// </summary>
+/// <remarks>
+/// Adapter semantics differ only in how quickly a lease can end:
+/// the embedded queue and Azure Storage Queues expire leases on a timer (the visibility timeout);
+/// RabbitMQ ends a lease when the consumer's channel or connection closes (a crashed worker) and
+/// otherwise relies on the worker's own task time limit, so <see cref="ILeasedMessage.RenewLockAsync"/>
+/// only moves the local deadline there.
+/// </remarks>
+public interface IWorkQueue
+{
+    /// <summary>The queue's name, e.g. <c>tasks</c> or <c>events</c>.</summary>
+    string Name { get; }
+
+    /// <summary>Sends one message; returns once the broker has accepted it durably.</summary>
+    Task SendAsync(ReadOnlyMemory<byte> body, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Receives up to <paramref name="maxMessages"/> messages, waiting at most
+    /// <paramref name="maxWait"/> for the first. Returns an empty list when none arrived.
+    /// </summary>
+    Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken);
+
+    /// <summary>Receives from the dead-letter sub-queue; <see cref="ILeasedMessage.DeadLetterReason"/> is set.</summary>
+    Task<IReadOnlyList<ILeasedMessage>> ReceiveDeadLetteredAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken);
+
+    /// <summary>Messages waiting, leased and dead-lettered (approximate for remote brokers).</summary>
+    Task<QueueDepth> GetDepthAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>A message held under a lease. Settle it exactly once.</summary>
+public interface ILeasedMessage
+{
+    string MessageId { get; }
+
+    ReadOnlyMemory<byte> Body { get; }
+
+    /// <summary>1 on the first delivery, incremented on every redelivery.</summary>
+    int DeliveryCount { get; }
+
+    DateTimeOffset LockedUntil { get; }
+
+    /// <summary>Set on messages received from the dead-letter sub-queue.</summary>
+    string? DeadLetterReason { get; }
+
+    /// <summary>The dead-letter description (e.g. the last error), when there is one.</summary>
+    string? DeadLetterDescription { get; }
+
+    /// <summary>Removes the message. Throws <see cref="LeaseLostException"/> when the lease has ended.</summary>
+    Task CompleteAsync(CancellationToken cancellationToken);
+
+    /// <summary>Releases the lease so the message is delivered again at once.</summary>
+    Task AbandonAsync(CancellationToken cancellationToken);
+
+    /// <summary>Moves the message to the dead-letter sub-queue with a reason.</summary>
+    Task DeadLetterAsync(string reason, string? description, CancellationToken cancellationToken);
+
+    /// <summary>Extends the lease by the queue's lease duration and updates <see cref="LockedUntil"/>.</summary>
+    Task RenewLockAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>Counts of messages in a queue.</summary>
+public sealed record QueueDepth(string Queue, long Active, long Leased, long DeadLettered);
+
+/// <summary>The lease on a message ended (expired or taken by another receiver); the broker will redeliver.</summary>
+public sealed class LeaseLostException(string message) : Exception(message);
+
+/// <summary>Settings every work-queue adapter honours.</summary>
+public sealed class WorkQueueOptions
+{
+    public const string Section = "Queue:WorkQueue";
+
+    /// <summary>How long a receive holds a message before it is redelivered. Default 30 s.</summary>
+    [System.ComponentModel.DataAnnotations.Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Deliveries after which an unsettled message is dead-lettered. Default 10.</summary>
+    [System.ComponentModel.DataAnnotations.Range(1, 1000)]
+    public int MaxDeliveryCount { get; set; } = 10;
+}
+
+/// <summary>Names of the engine's queues.</summary>
+public static class QueueNames
+{
+    public const string Tasks = "tasks";
+    public const string Events = "events";
+}

@@ -1,0 +1,20 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Queue.Contracts.Jobs;
+
+namespace Queue.Contracts;
+
+/// <summary>The one source-generated JSON context for every wire and stored type.</summary>
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(JobSpec))]
+[JsonSerializable(typeof(JobStatus))]
+[JsonSerializable(typeof(TaskRecord))]
+[JsonSerializable(typeof(TaskMessage))]
+[JsonSerializable(typeof(TaskEvent))]
+[JsonSerializable(typeof(MapManifest))]
+[JsonSerializable(typeof(JobView))]
+[JsonSerializable(typeof(List<JobView>))]
+[JsonSerializable(typeof(JobRequest))]
+[JsonSerializable(typeof(JobCreated))]
+[JsonSerializable(typeof(JobDetails))]
+public sealed partial class QueueJsonContext : JsonSerializerContext;

@@ -1,0 +1,17 @@
+using Microsoft.Extensions.DependencyInjection;
+using Queue.Coordinator;
+
+namespace Microsoft.Extensions.Hosting;
+
+public static class CoordinatorHostingExtensions
+{
+    /// <summary>The coordinator: leader election and, while leading, the job scheduler.</summary>
+    public static TBuilder AddCoordinator<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    {
+        builder.Services.AddOptions<CoordinatorOptions>().BindConfiguration(CoordinatorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddSingleton<LeadershipState>();
+        builder.Services.AddHostedService<LeaderElectionService>();
+        builder.Services.AddHostedService<JobScheduler>();
+        return builder;
+    }
+}

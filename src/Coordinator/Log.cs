@@ -1,0 +1,48 @@
+using Microsoft.Extensions.Logging;
+
+namespace Queue.Coordinator;
+
+internal static partial class Log
+{
+    [LoggerMessage(2000, LogLevel.Information, "Coordinator {CandidateId} is campaigning for leadership")]
+    public static partial void Campaigning(ILogger logger, string candidateId);
+
+    [LoggerMessage(2001, LogLevel.Information, "Coordinator {CandidateId} leads (epoch {Epoch})")]
+    public static partial void BecameLeader(ILogger logger, string candidateId, long epoch);
+
+    [LoggerMessage(2002, LogLevel.Warning, "Coordinator {CandidateId} lost leadership (epoch {Epoch})")]
+    public static partial void LostLeadership(ILogger logger, string candidateId, long epoch);
+
+    [LoggerMessage(2003, LogLevel.Information, "Coordinator {CandidateId} resigned")]
+    public static partial void Resigned(ILogger logger, string candidateId);
+
+    [LoggerMessage(2004, LogLevel.Warning, "Coordinator {CandidateId} could not campaign, will retry: {Error}")]
+    public static partial void CampaignFailed(ILogger logger, string candidateId, string error);
+
+    [LoggerMessage(2010, LogLevel.Information, "Job {JobId} planned: {MapTasks} map tasks, {ReduceTasks} reduce tasks over {InputBytes} bytes")]
+    public static partial void JobPlanned(ILogger logger, string jobId, int mapTasks, int reduceTasks, long inputBytes);
+
+    [LoggerMessage(2011, LogLevel.Information, "Job {JobId} map phase done; {ReduceTasks} reduce tasks queued")]
+    public static partial void ReducePhaseStarted(ILogger logger, string jobId, int reduceTasks);
+
+    [LoggerMessage(2012, LogLevel.Information, "Job {JobId} ended {State}")]
+    public static partial void JobEnded(ILogger logger, string jobId, string state);
+
+    [LoggerMessage(2013, LogLevel.Warning, "Job {JobId} failed: {Error}")]
+    public static partial void JobFailed(ILogger logger, string jobId, string error);
+
+    [LoggerMessage(2014, LogLevel.Debug, "Ignored {Kind} event for {JobId}/{TaskId} attempt {AttemptId}: {Why}")]
+    public static partial void EventIgnored(ILogger logger, string kind, string jobId, string taskId, string attemptId, string why);
+
+    [LoggerMessage(2015, LogLevel.Warning, "Dropped an unreadable message from {Queue}: {Error}")]
+    public static partial void UnreadableMessage(ILogger logger, string queue, string error);
+
+    [LoggerMessage(2016, LogLevel.Information, "Leader session ended: {Reason}")]
+    public static partial void SessionEnded(ILogger logger, string reason);
+
+    [LoggerMessage(2017, LogLevel.Warning, "Could not delete intermediates of job {JobId}: {Error}")]
+    public static partial void CleanupFailed(ILogger logger, string jobId, string error);
+
+    [LoggerMessage(2018, LogLevel.Information, "Reconciled {Jobs} active jobs after gaining leadership")]
+    public static partial void Reconciled(ILogger logger, int jobs);
+}

@@ -1,0 +1,21 @@
+namespace Queue.Hosting;
+
+/// <summary>Which technology backs each port. Only configuration picks adapters; the code paths are the same.</summary>
+public sealed class AdapterOptions
+{
+    public const string Section = "Queue:Adapters";
+
+    /// <summary><c>embedded</c> (in-process; default).</summary>
+    public string WorkQueue { get; set; } = "embedded";
+
+    /// <summary><c>filesystem</c> (default).</summary>
+    public string BlobStore { get; set; } = "filesystem";
+
+    /// <summary><c>embedded</c> (in-process; default).</summary>
+    public string Coordination { get; set; } = "embedded";
+
+    /// <summary>Root folder of the filesystem blob store, one subfolder per container. Default <c>./data</c>.</summary>
+    public string DataPath { get; set; } = "data";
+
+    public bool IsEmbeddedQueue => string.Equals(WorkQueue, "embedded", StringComparison.OrdinalIgnoreCase);
+}

@@ -1,0 +1,18 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Queue.Ingress;
+
+public sealed class IngressOptions
+{
+    public const string Section = "Queue:Ingress";
+
+    /// <summary>Largest request body accepted; larger ones get 413. Default 64 KiB.</summary>
+    [Range(1024, 16 * 1024 * 1024)]
+    public int MaxRequestBodyBytes { get; set; } = 64 * 1024;
+
+    /// <summary>
+    /// Run a coordinator and a worker inside the ingress process. Default: on when the work queue is
+    /// the embedded one (the laptop default), off otherwise.
+    /// </summary>
+    public bool? HostEngine { get; set; }
+}

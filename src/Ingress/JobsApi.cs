@@ -1,0 +1,165 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Queue.Contracts;
+using Queue.Contracts.Apps;
+using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
+
+namespace Queue.Ingress;
+
+/// <summary>The HTTP API: submit, list, inspect, read the output of, and cancel jobs.</summary>
+public static class JobsApi
+{
+    public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapPost("/jobs", SubmitAsync);
+        endpoints.MapGet("/jobs", async (JobStore jobs, CancellationToken ct) => Results.Ok(await jobs.ListAsync(ct)));
+        endpoints.MapGet("/jobs/{id}", GetAsync);
+        endpoints.MapGet("/jobs/{id}/tasks", GetTasksAsync);
+        endpoints.MapGet("/jobs/{id}/output", GetOutputAsync);
+        endpoints.MapDelete("/jobs/{id}", CancelAsync);
+        return endpoints;
+    }
+
+    private static async Task<IResult> SubmitAsync(HttpRequest http, JobStore jobs, IBlobStore blobs, IAppCatalog apps,
+        IOptions<IngressOptions> options, TimeProvider time, CancellationToken ct)
+    {
+        var (request, error) = await ReadJsonAsync(http, options.Value.MaxRequestBodyBytes, ct);
+        if (error is not null)
+        {
+            return error;
+        }
+        var now = time.GetUtcNow();
+        var id = JobRequestValidator.NewJobId(now);
+        if (JobRequestValidator.TryCreateSpec(request!, id, now, out var spec) is { } invalid)
+        {
+            return Problem(invalid.Status, invalid.Title, invalid.Detail);
+        }
+        if (!apps.Exists(spec!.App))
+        {
+            return Problem(422, "Unknown app", $"There is no app named '{spec.App}'. Known apps: {string.Join(", ", apps.Names)}.");
+        }
+        try
+        {
+            apps.Create(spec.App, spec.Args);
+        }
+        catch (ArgumentException e)
+        {
+            return Problem(400, "Invalid app arguments", e.Message);
+        }
+        if (!await HasInputAsync(blobs, spec, ct))
+        {
+            return Problem(404, "Input not found", $"No blobs found under '{spec.InputContainer}/{spec.InputPrefix}'.");
+        }
+        if (!await jobs.CreateAsync(spec, ct))
+        {
+            return Problem(409, "Job id taken", $"A job with id '{id}' exists already; submit again.");
+        }
+        var location = $"/jobs/{id}";
+        return Results.Accepted(location, new JobCreated(id, location));
+    }
+
+    private static async Task<IResult> GetAsync(string id, bool? tasks, JobStore jobs, CancellationToken ct)
+    {
+        if (!JobRequestValidator.IsJobId(id) || await jobs.GetAsync(id, ct) is not { } view)
+        {
+            return NotFound(id);
+        }
+        return tasks == true
+            ? Results.Ok(new JobDetails(view.Spec, view.Status, await jobs.GetTasksAsync(id, ct)))
+            : Results.Ok(view);
+    }
+
+    private static async Task<IResult> GetTasksAsync(string id, JobStore jobs, CancellationToken ct)
+    {
+        if (!JobRequestValidator.IsJobId(id) || await jobs.GetAsync(id, ct) is null)
+        {
+            return NotFound(id);
+        }
+        return Results.Ok(await jobs.GetTasksAsync(id, ct));
+    }
+
+    private static async Task<IResult> GetOutputAsync(string id, JobStore jobs, IBlobStore blobs, CancellationToken ct)
+    {
+        if (!JobRequestValidator.IsJobId(id) || await jobs.GetAsync(id, ct) is not { } view)
+        {
+            return NotFound(id);
+        }
+        if (view.Status.State != JobState.Succeeded || view.Status.OutputContainer is not { } container)
+        {
+            return Problem(409, "No output yet", $"Job '{id}' is {view.Status.State}; its output can be read once it has succeeded.");
+        }
+        return Results.Stream(async body =>
+        {
+            foreach (var part in view.Status.Outputs)
+            {
+                await using var stream = await blobs.OpenReadAsync(container, part, 0, null, ct);
+                await stream.CopyToAsync(body, ct);
+            }
+        }, "text/plain; charset=utf-8");
+    }
+
+    private static async Task<IResult> CancelAsync(string id, JobStore jobs, CancellationToken ct)
+    {
+        if (!JobRequestValidator.IsJobId(id) || await jobs.GetAsync(id, ct) is not { } view)
+        {
+            return NotFound(id);
+        }
+        if (view.Status.IsTerminal)
+        {
+            return Problem(409, "Job already ended", $"Job '{id}' ended {view.Status.State}; there is nothing to cancel.");
+        }
+        await jobs.RequestCancelAsync(id, ct);
+        return Results.Accepted($"/jobs/{id}", view with { });
+    }
+
+    private static async Task<bool> HasInputAsync(IBlobStore blobs, JobSpec spec, CancellationToken ct)
+    {
+        await foreach (var _ in blobs.ListAsync(spec.InputContainer, spec.InputPrefix, ct))
+        {
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>Reads a bounded JSON body: 413 past the limit, 400 for anything that is not a job request.</summary>
+    private static async Task<(JobRequest? Request, IResult? Error)> ReadJsonAsync(HttpRequest http, int limit, CancellationToken ct)
+    {
+        if (http.ContentLength > limit)
+        {
+            return (null, Problem(413, "Request too large", $"The body may be at most {limit} bytes."));
+        }
+        var buffer = new byte[limit + 1];
+        var total = 0;
+        int read;
+        while (total < buffer.Length && (read = await http.Body.ReadAsync(buffer.AsMemory(total), ct)) > 0)
+        {
+            total += read;
+        }
+        if (total > limit)
+        {
+            return (null, Problem(413, "Request too large", $"The body may be at most {limit} bytes."));
+        }
+        if (total == 0)
+        {
+            return (null, Problem(400, "Invalid job request", "The body must be a JSON object describing the job."));
+        }
+        try
+        {
+            var request = JsonSerializer.Deserialize(buffer.AsSpan(0, total), QueueJsonContext.Default.JobRequest);
+            return request is null
+                ? (null, Problem(400, "Invalid job request", "The body must be a JSON object describing the job."))
+                : (request, null);
+        }
+        catch (JsonException e)
+        {
+            return (null, Problem(400, "Malformed JSON", e.Message));
+        }
+    }
+
+    private static IResult NotFound(string id) =>
+        Problem(404, "Job not found", JobRequestValidator.IsJobId(id) ? $"There is no job '{id}'." : "That is not a job id.");
+
+    private static IResult Problem(int status, string title, string detail) =>
+        Results.Problem(detail: detail, statusCode: status, title: title);
+}

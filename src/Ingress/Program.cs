@@ -1,0 +1,12 @@
+using Queue.Ingress;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddQueueAdapters();
+builder.AddIngress();
+
+var app = builder.Build();
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+app.MapQueueDefaultEndpoints();
+app.MapJobsApi();
+app.Run();

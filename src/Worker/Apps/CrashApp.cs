@@ -1,0 +1,63 @@
+using System.Globalization;
+using Queue.Contracts.Apps;
+
+namespace Queue.Worker.Apps;
+
+/// <summary>
+/// Word count that misbehaves, for fault tests: each Map/Reduce call throws with probability
+/// <c>args.failRate</c>, or hangs (ignoring cancellation, like stuck user code) for
+/// <c>args.stallSeconds</c> with probability <c>args.stallRate</c>. <c>args.poisonFile</c> makes
+/// every map of that document throw, so its task can never succeed.
+/// </summary>
+public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapReduceApp
+{
+    private readonly WordCountApp inner = new();
+    private readonly double failRate = Read(args, "failRate");
+    private readonly double stallRate = Read(args, "stallRate");
+    private readonly TimeSpan stall = TimeSpan.FromSeconds(Read(args, "stallSeconds"));
+    private readonly string? poisonFile = args.GetValueOrDefault("poisonFile");
+
+    public bool HasCombiner => true;
+
+    public void Map(MapInput input, IMapEmitter emit)
+    {
+        if (input.FileName == poisonFile)
+        {
+            throw new InvalidOperationException($"crash app: '{input.FileName}' is poison.");
+        }
+        Misbehave("map");
+        inner.Map(input, emit);
+    }
+
+    public string Reduce(string key, IEnumerable<string> values)
+    {
+        Misbehave("reduce");
+        return inner.Reduce(key, values);
+    }
+
+    public string Combine(string key, IEnumerable<string> values) => inner.Combine(key, values);
+
+    private void Misbehave(string where)
+    {
+        var roll = Random.Shared.NextDouble();
+        if (roll < failRate)
+        {
+            throw new InvalidOperationException($"crash app: simulated failure in {where}.");
+        }
+        if (roll < failRate + stallRate)
+        {
+            Thread.Sleep(stall);
+        }
+    }
+
+    private static double Read(IReadOnlyDictionary<string, string> args, string name)
+    {
+        if (!args.TryGetValue(name, out var text))
+        {
+            return 0;
+        }
+        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value is >= 0 and <= 3600
+            ? value
+            : throw new ArgumentException($"crash: args.{name} must be a number between 0 and 3600.");
+    }
+}

@@ -1,0 +1,44 @@
+using System.Globalization;
+using Queue.Contracts.Apps;
+
+namespace Queue.Worker.Apps;
+
+/// <summary>Counts words: maximal runs of letters (<see cref="char.IsLetter(char)"/>), case-sensitive.</summary>
+public sealed class WordCountApp : IMapReduceApp
+{
+    public bool HasCombiner => true;
+
+    public void Map(MapInput input, IMapEmitter emit)
+    {
+        var text = input.Text;
+        var i = 0;
+        while (i < text.Length)
+        {
+            while (i < text.Length && !char.IsLetter(text[i]))
+            {
+                i++;
+            }
+            var start = i;
+            while (i < text.Length && char.IsLetter(text[i]))
+            {
+                i++;
+            }
+            if (i > start)
+            {
+                emit.Emit(text[start..i], "1");
+            }
+        }
+    }
+
+    public string Reduce(string key, IEnumerable<string> values)
+    {
+        long sum = 0;
+        foreach (var value in values)
+        {
+            sum += long.Parse(value, NumberStyles.None, CultureInfo.InvariantCulture);
+        }
+        return sum.ToString(CultureInfo.InvariantCulture);
+    }
+
+    public string Combine(string key, IEnumerable<string> values) => Reduce(key, values);
+}

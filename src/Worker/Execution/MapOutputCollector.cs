@@ -1,0 +1,254 @@
+using System.Buffers;
+using System.Text;
+using Queue.Contracts;
+using Queue.Contracts.Apps;
+
+namespace Queue.Worker.Execution;
+
+/// <summary>
+/// Buffers a map task's output as UTF-8 in one pooled arena, partitioned by a stable hash of the key.
+/// When the arena is full its records are sorted by (partition, key), combined, and spilled to a
+/// local run file, so memory stays bounded whatever the map emits. At the end every partition is
+/// the merge of the in-memory records and the spills.
+/// </summary>
+public sealed class MapOutputCollector : IMapEmitter, IDisposable
+{
+    private readonly int partitions;
+    private readonly IMapReduceApp app;
+    private readonly string spillFolder;
+    private readonly List<SpillRun> spills = [];
+    private byte[] data;
+    private Meta[] meta;
+    private int used;
+    private int count;
+
+    public MapOutputCollector(int partitions, IMapReduceApp app, int bufferBytes, string spillFolder)
+    {
+        this.partitions = partitions;
+        this.app = app;
+        this.spillFolder = spillFolder;
+        data = ArrayPool<byte>.Shared.Rent(bufferBytes);
+        meta = ArrayPool<Meta>.Shared.Rent(Math.Max(1024, bufferBytes / 64));
+    }
+
+    public long OutputRecords { get; private set; }
+
+    public long CombineInputRecords { get; private set; }
+
+    public long CombineOutputRecords { get; private set; }
+
+    public long SpilledRecords { get; private set; }
+
+    public void Emit(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
+    {
+        var max = (key.Length + value.Length) * 3;
+        if (data.Length - used < max || count == meta.Length)
+        {
+            if (count > 0)
+            {
+                Spill();
+            }
+            if (data.Length < max)
+            {
+                // One record larger than the whole buffer: give it room of its own.
+                ArrayPool<byte>.Shared.Return(data);
+                data = ArrayPool<byte>.Shared.Rent(max);
+            }
+        }
+        var span = data.AsSpan(used);
+        var keyLength = Encoding.UTF8.GetBytes(key, span);
+        var valueLength = Encoding.UTF8.GetBytes(value, span[keyLength..]);
+        meta[count++] = new Meta(used, keyLength, valueLength, StableHash.Partition(span[..keyLength], partitions));
+        used += keyLength + valueLength;
+        OutputRecords++;
+    }
+
+    /// <summary>
+    /// Writes partition <paramref name="partition"/>'s records, merged, sorted and combined, to
+    /// <paramref name="output"/>. Call <see cref="SortBuffer"/> once before the first partition.
+    /// </summary>
+    public void WritePartition(int partition, RecordWriter output)
+    {
+        var sources = new List<IRecordSource>(spills.Count + 1);
+        foreach (var spill in spills)
+        {
+            sources.Add(spill.Open(partition));
+        }
+        sources.Add(new BufferSource(this, PartitionStart(partition), PartitionStart(partition + 1)));
+        WriteCombined(new RecordMerger(sources), output);
+    }
+
+    /// <summary>Sorts what is still in memory; the spills are sorted already.</summary>
+    public void SortBuffer() => meta.AsSpan(0, count).Sort(new MetaComparer(data));
+
+    public void Dispose()
+    {
+        foreach (var spill in spills)
+        {
+            spill.Delete();
+        }
+        spills.Clear();
+        if (data.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(data);
+            ArrayPool<Meta>.Shared.Return(meta);
+            data = [];
+            meta = [];
+        }
+    }
+
+    private void Spill()
+    {
+        SortBuffer();
+        Directory.CreateDirectory(spillFolder);
+        var path = Path.Combine(spillFolder, $"spill-{Guid.NewGuid():N}");
+        var starts = new long[partitions + 1];
+        using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+        using (var writer = new RecordWriter(file))
+        {
+            for (var p = 0; p < partitions; p++)
+            {
+                writer.Flush();
+                starts[p] = file.Position;
+                WriteCombined(new BufferSource(this, PartitionStart(p), PartitionStart(p + 1)), writer);
+            }
+            writer.Flush();
+            starts[partitions] = file.Position;
+            SpilledRecords += writer.Records;
+        }
+        spills.Add(new SpillRun(path, starts));
+        used = 0;
+        count = 0;
+    }
+
+    /// <summary>Copies a sorted stream to <paramref name="output"/>, combining each key's values when the app can.</summary>
+    private void WriteCombined(IRecordSource sorted, RecordWriter output)
+    {
+        using var groups = new RecordGroups(sorted);
+        if (!app.HasCombiner)
+        {
+            while (groups.NextGroup())
+            {
+                while (groups.NextValue(out var value))
+                {
+                    output.Write(groups.Key, value);
+                }
+            }
+            return;
+        }
+        var encoded = new ArrayBufferWriter<byte>(256);
+        while (groups.NextGroup())
+        {
+            var before = groups.Records;
+            // Skip the combiner for single values: a combiner is optional by contract, and most keys are rare.
+            if (!groups.NextValue(out var first))
+            {
+                continue;
+            }
+            encoded.Clear();
+            encoded.Write(first);
+            if (!groups.NextValue(out var second))
+            {
+                output.Write(groups.Key, encoded.WrittenSpan);
+                CombineInputRecords++;
+                CombineOutputRecords++;
+                continue;
+            }
+            var key = Encoding.UTF8.GetString(groups.Key);
+            var result = app.Combine(key, Prepend(Encoding.UTF8.GetString(encoded.WrittenSpan), Encoding.UTF8.GetString(second), groups.Values));
+            encoded.Clear();
+            var bytes = encoded.GetSpan(Encoding.UTF8.GetMaxByteCount(result.Length));
+            var written = Encoding.UTF8.GetBytes(result, bytes);
+            encoded.Advance(written);
+            output.Write(groups.Key, encoded.WrittenSpan);
+            CombineInputRecords += groups.Records - before;
+            CombineOutputRecords++;
+        }
+    }
+
+    private static IEnumerable<string> Prepend(string first, string second, IEnumerable<string> rest)
+    {
+        yield return first;
+        yield return second;
+        foreach (var value in rest)
+        {
+            yield return value;
+        }
+    }
+
+    /// <summary>Index of the first sorted record of <paramref name="partition"/> (binary search on the sorted buffer).</summary>
+    private int PartitionStart(int partition)
+    {
+        int lo = 0, hi = count;
+        while (lo < hi)
+        {
+            var mid = (lo + hi) >>> 1;
+            if (meta[mid].Partition < partition)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+        return lo;
+    }
+
+    private readonly record struct Meta(int Offset, int KeyLength, int ValueLength, int Partition);
+
+    private readonly struct MetaComparer(byte[] data) : IComparer<Meta>
+    {
+        public int Compare(Meta a, Meta b)
+        {
+            if (a.Partition != b.Partition)
+            {
+                return a.Partition < b.Partition ? -1 : 1;
+            }
+            var c = data.AsSpan(a.Offset, a.KeyLength).SequenceCompareTo(data.AsSpan(b.Offset, b.KeyLength));
+            // Equal keys keep emit order (offsets grow with emits) so the sort is stable.
+            return c != 0 ? c : a.Offset.CompareTo(b.Offset);
+        }
+    }
+
+    private sealed class BufferSource(MapOutputCollector owner, int start, int end) : IRecordSource
+    {
+        private int index = start - 1;
+
+        public ReadOnlySpan<byte> Key
+        {
+            get
+            {
+                var m = owner.meta[index];
+                return owner.data.AsSpan(m.Offset, m.KeyLength);
+            }
+        }
+
+        public ReadOnlySpan<byte> Value
+        {
+            get
+            {
+                var m = owner.meta[index];
+                return owner.data.AsSpan(m.Offset + m.KeyLength, m.ValueLength);
+            }
+        }
+
+        public bool MoveNext() => ++index < end;
+
+        public void Dispose()
+        {
+        }
+    }
+
+    private sealed record SpillRun(string Path, long[] Starts)
+    {
+        public IRecordSource Open(int partition)
+        {
+            var file = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            file.Seek(Starts[partition], SeekOrigin.Begin);
+            return new RecordReader(new Queue.Contracts.IO.ReadLimitStream(file, Starts[partition + 1] - Starts[partition]));
+        }
+
+        public void Delete() => File.Delete(Path);
+    }
+}

@@ -1,0 +1,196 @@
+using System.Buffers;
+
+namespace Queue.Worker.Execution;
+
+/// <summary>
+/// Intermediate records: <c>[varint keyLength][key][varint valueLength][value]</c>, UTF-8, sorted by
+/// key in ordinal byte order within a file. Used for map outputs and for spills.
+/// </summary>
+public interface IRecordSource : IDisposable
+{
+    bool MoveNext();
+
+    ReadOnlySpan<byte> Key { get; }
+
+    ReadOnlySpan<byte> Value { get; }
+}
+
+/// <summary>Writes records to a stream through a pooled buffer.</summary>
+public sealed class RecordWriter(Stream stream) : IDisposable
+{
+    private byte[] buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+    private int used;
+
+    public long Records { get; private set; }
+
+    public long Bytes { get; private set; }
+
+    public void Write(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
+    {
+        var need = key.Length + value.Length + 10;
+        if (buffer.Length - used < need)
+        {
+            Flush();
+            if (buffer.Length < need)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                buffer = ArrayPool<byte>.Shared.Rent(need);
+            }
+        }
+        var span = buffer.AsSpan(used);
+        var n = WriteVarint(span, key.Length);
+        key.CopyTo(span[n..]);
+        n += key.Length;
+        n += WriteVarint(span[n..], value.Length);
+        value.CopyTo(span[n..]);
+        n += value.Length;
+        used += n;
+        Bytes += n;
+        Records++;
+    }
+
+    public void Flush()
+    {
+        if (used > 0)
+        {
+            stream.Write(buffer, 0, used);
+            used = 0;
+        }
+    }
+
+    public void Dispose()
+    {
+        if (buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            buffer = [];
+        }
+    }
+
+    private static int WriteVarint(Span<byte> span, int value)
+    {
+        var v = (uint)value;
+        var i = 0;
+        while (v >= 0x80)
+        {
+            span[i++] = (byte)(v | 0x80);
+            v >>= 7;
+        }
+        span[i++] = (byte)v;
+        return i;
+    }
+}
+
+/// <summary>Reads records sequentially from a stream, which it owns. Spans stay valid until the next <see cref="MoveNext"/>.</summary>
+public sealed class RecordReader(Stream stream) : IRecordSource
+{
+    private byte[] buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+    private int start;
+    private int end;
+    private int keyStart;
+    private int keyLength;
+    private int valueStart;
+    private int valueLength;
+
+    public long BytesRead { get; private set; }
+
+    public ReadOnlySpan<byte> Key => buffer.AsSpan(keyStart, keyLength);
+
+    public ReadOnlySpan<byte> Value => buffer.AsSpan(valueStart, valueLength);
+
+    public bool MoveNext()
+    {
+        if (!Ensure(1))
+        {
+            return false;
+        }
+        // Offsets are kept relative to start: Ensure may compact the buffer.
+        Ensure(10);
+        var pos = start;
+        keyLength = ReadVarint(ref pos);
+        var keyHeader = pos - start;
+        if (!Ensure(keyHeader + keyLength + 1))
+        {
+            throw new InvalidDataException("Truncated intermediate record.");
+        }
+        Ensure(keyHeader + keyLength + 10);
+        pos = start + keyHeader + keyLength;
+        valueLength = ReadVarint(ref pos);
+        var valueHeader = pos - (start + keyHeader + keyLength);
+        if (!Ensure(keyHeader + keyLength + valueHeader + valueLength))
+        {
+            throw new InvalidDataException("Truncated intermediate record.");
+        }
+        keyStart = start + keyHeader;
+        valueStart = keyStart + keyLength + valueHeader;
+        start = valueStart + valueLength;
+        return true;
+    }
+
+    public void Dispose()
+    {
+        stream.Dispose();
+        if (buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            buffer = [];
+        }
+    }
+
+    /// <summary>Makes at least <paramref name="count"/> bytes available from <see cref="start"/>; false at end of stream.</summary>
+    private bool Ensure(int count)
+    {
+        if (end - start >= count)
+        {
+            return true;
+        }
+        if (start > 0)
+        {
+            Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
+            end -= start;
+            start = 0;
+        }
+        if (buffer.Length < count)
+        {
+            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(count, buffer.Length * 2));
+            Buffer.BlockCopy(buffer, 0, bigger, 0, end);
+            ArrayPool<byte>.Shared.Return(buffer);
+            buffer = bigger;
+        }
+        while (end < count)
+        {
+            var read = stream.Read(buffer, end, buffer.Length - end);
+            if (read == 0)
+            {
+                return end >= count;
+            }
+            end += read;
+            BytesRead += read;
+        }
+        return true;
+    }
+
+    private int ReadVarint(ref int pos)
+    {
+        var result = 0;
+        var shift = 0;
+        while (true)
+        {
+            if (pos >= end)
+            {
+                throw new InvalidDataException("Truncated intermediate record header.");
+            }
+            var b = buffer[pos++];
+            result |= (b & 0x7F) << shift;
+            if (b < 0x80)
+            {
+                return result;
+            }
+            shift += 7;
+            if (shift > 28)
+            {
+                throw new InvalidDataException("Corrupt intermediate record length.");
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+namespace Queue.Worker.Execution;
+
+/// <summary>
+/// K-way merge of sorted record sources by key (ordinal bytes), ties broken by source order so the
+/// merge is stable. Owns its sources.
+/// </summary>
+public sealed class RecordMerger : IRecordSource
+{
+    private readonly IRecordSource[] sources;
+    private readonly int[] heap;
+    private int count;
+    private int current = -1;
+    private bool advancePending;
+
+    public RecordMerger(IReadOnlyList<IRecordSource> inputs)
+    {
+        sources = new IRecordSource[inputs.Count];
+        heap = new int[inputs.Count];
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            sources[i] = inputs[i];
+            if (inputs[i].MoveNext())
+            {
+                heap[count++] = i;
+                SiftUp(count - 1);
+            }
+        }
+    }
+
+    public ReadOnlySpan<byte> Key => sources[current].Key;
+
+    public ReadOnlySpan<byte> Value => sources[current].Value;
+
+    public bool MoveNext()
+    {
+        if (advancePending)
+        {
+            // The previous record's spans were valid until now; advance its source.
+            if (sources[heap[0]].MoveNext())
+            {
+                SiftDown(0);
+            }
+            else
+            {
+                heap[0] = heap[--count];
+                if (count > 0)
+                {
+                    SiftDown(0);
+                }
+            }
+        }
+        if (count == 0)
+        {
+            advancePending = false;
+            return false;
+        }
+        current = heap[0];
+        advancePending = true;
+        return true;
+    }
+
+    public void Dispose()
+    {
+        foreach (var source in sources)
+        {
+            source.Dispose();
+        }
+    }
+
+    private bool Less(int a, int b)
+    {
+        var c = sources[a].Key.SequenceCompareTo(sources[b].Key);
+        return c < 0 || (c == 0 && a < b);
+    }
+
+    private void SiftUp(int i)
+    {
+        while (i > 0)
+        {
+            var parent = (i - 1) / 2;
+            if (!Less(heap[i], heap[parent]))
+            {
+                return;
+            }
+            (heap[i], heap[parent]) = (heap[parent], heap[i]);
+            i = parent;
+        }
+    }
+
+    private void SiftDown(int i)
+    {
+        while (true)
+        {
+            var left = (2 * i) + 1;
+            if (left >= count)
+            {
+                return;
+            }
+            var smallest = left + 1 < count && Less(heap[left + 1], heap[left]) ? left + 1 : left;
+            if (!Less(heap[smallest], heap[i]))
+            {
+                return;
+            }
+            (heap[i], heap[smallest]) = (heap[smallest], heap[i]);
+            i = smallest;
+        }
+    }
+}
+
+/// <summary>
+/// Groups a sorted record stream by key. <see cref="NextGroup"/> moves to the next key; the group's
+/// values are read with <see cref="NextValue"/> or, decoded, through <see cref="Values"/>.
+/// </summary>
+public sealed class RecordGroups : IDisposable
+{
+    private readonly IRecordSource source;
+    private readonly GroupValues values;
+    private byte[] key = new byte[256];
+    private int keyLength;
+    private bool hasRecord;
+    private bool unconsumed;
+    private bool inGroup;
+
+    public RecordGroups(IRecordSource source)
+    {
+        this.source = source;
+        hasRecord = source.MoveNext();
+        unconsumed = hasRecord;
+        values = new GroupValues(this);
+    }
+
+    public ReadOnlySpan<byte> Key => key.AsSpan(0, keyLength);
+
+    /// <summary>Records consumed so far.</summary>
+    public long Records { get; private set; }
+
+    /// <summary>The current group's values as strings; enumerate at most once per group.</summary>
+    public IEnumerable<string> Values => values;
+
+    public bool NextGroup()
+    {
+        // Skip what the caller left of the current group; this stops on the next group's first record.
+        while (NextValue(out _))
+        {
+        }
+        if (!unconsumed)
+        {
+            return false;
+        }
+        var k = source.Key;
+        if (k.Length > key.Length)
+        {
+            key = new byte[Math.Max(k.Length, key.Length * 2)];
+        }
+        k.CopyTo(key);
+        keyLength = k.Length;
+        inGroup = true;
+        return true;
+    }
+
+    public bool NextValue(out ReadOnlySpan<byte> value)
+    {
+        value = default;
+        if (!inGroup)
+        {
+            return false;
+        }
+        if (!unconsumed)
+        {
+            hasRecord = hasRecord && source.MoveNext();
+            unconsumed = hasRecord;
+        }
+        if (!unconsumed || !source.Key.SequenceEqual(Key))
+        {
+            inGroup = false;
+            return false;
+        }
+        unconsumed = false;
+        value = source.Value;
+        Records++;
+        return true;
+    }
+
+    public void Dispose() => source.Dispose();
+
+    /// <summary>Reused for every group: decoding values lazily keeps huge groups out of memory.</summary>
+    private sealed class GroupValues(RecordGroups groups) : IEnumerable<string>, IEnumerator<string>
+    {
+        public string Current { get; private set; } = "";
+
+        object System.Collections.IEnumerator.Current => Current;
+
+        public IEnumerator<string> GetEnumerator() => this;
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => this;
+
+        public bool MoveNext()
+        {
+            if (!groups.NextValue(out var value))
+            {
+                return false;
+            }
+            Current = System.Text.Encoding.UTF8.GetString(value);
+            return true;
+        }
+
+        public void Reset() => throw new NotSupportedException("Group values can be enumerated once.");
+
+        public void Dispose()
+        {
+        }
+    }
+}

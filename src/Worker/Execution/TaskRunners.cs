@@ -1,0 +1,176 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Queue.Contracts;
+using Queue.Contracts.Apps;
+using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
+
+namespace Queue.Worker.Execution;
+
+/// <summary>Runs map and reduce tasks against the blob store. Stateless; one call per attempt.</summary>
+public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<StorageOptions> storage, IOptions<WorkerOptions> options)
+{
+    private readonly StorageOptions storage = storage.Value;
+    private readonly WorkerOptions options = options.Value;
+
+    public Task<TaskCounters> RunAsync(TaskMessage task, string attemptId, CancellationToken cancellationToken) =>
+        task.Phase == TaskPhase.Map ? MapAsync(task, attemptId, cancellationToken) : ReduceAsync(task, cancellationToken);
+
+    /// <summary>Reads the split, maps it, and writes one sorted intermediate blob per partition, scoped to this attempt.</summary>
+    public async Task<TaskCounters> MapAsync(TaskMessage task, string attemptId, CancellationToken cancellationToken)
+    {
+        var split = task.Split ?? throw new InvalidDataException("A map task needs a split.");
+        var app = apps.Create(task.App, task.Args);
+        long firstLine = 0;
+        if (app.NeedsLineNumbers)
+        {
+            firstLine = await CountLinesBeforeAsync(task.InputContainer, split, cancellationToken);
+        }
+        var readFrom = Math.Max(0, split.Offset - 1);
+        var stream = await blobs.OpenReadAsync(task.InputContainer, split.Blob, readFrom, null, cancellationToken);
+        using var reader = new SplitReader(stream, split.Offset, split.Length);
+        using var collector = new MapOutputCollector(task.ReduceTasks, app, options.SortBufferBytes, Path.Combine(options.TempPath, attemptId));
+        var fileName = task.FileName ?? split.Blob;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var before = reader.Lines;
+            if (!reader.TryReadChunk(out var text))
+            {
+                break;
+            }
+            app.Map(new MapInput(fileName, text.Span, firstLine == 0 ? 0 : firstLine + before), collector);
+        }
+        collector.SortBuffer();
+        long outputBytes = 0;
+        for (var partition = 0; partition < task.ReduceTasks; partition++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await using var blob = await blobs.OpenWriteAsync(storage.IntermediateContainer, TaskNames.MapOutput(task.JobId, task.Index, attemptId, partition), cancellationToken);
+            using (var writer = new RecordWriter(blob))
+            {
+                collector.WritePartition(partition, writer);
+                writer.Flush();
+                outputBytes += writer.Bytes;
+            }
+            await blob.CommitAsync(overwrite: true, cancellationToken);
+        }
+        return new TaskCounters
+        {
+            InputBytes = reader.BytesRead,
+            InputRecords = reader.Lines,
+            OutputRecords = collector.OutputRecords,
+            OutputBytes = outputBytes,
+            CombineInputRecords = collector.CombineInputRecords,
+            CombineOutputRecords = collector.CombineOutputRecords,
+            SpilledRecords = collector.SpilledRecords,
+        };
+    }
+
+    /// <summary>Merges the winning map outputs of one partition, reduces each key, and commits the part once.</summary>
+    public async Task<TaskCounters> ReduceAsync(TaskMessage task, CancellationToken cancellationToken)
+    {
+        var app = apps.Create(task.App, task.Args);
+        var manifestBytes = await blobs.ReadAllBytesAsync(storage.IntermediateContainer, TaskNames.MapManifest(task.JobId), cancellationToken);
+        var manifest = JsonSerializer.Deserialize(manifestBytes, QueueJsonContext.Default.MapManifest)
+            ?? throw new InvalidDataException("Empty map manifest.");
+        var spillFolder = Path.Combine(options.TempPath, $"{task.JobId}-r{task.Index}-{Guid.NewGuid():N}");
+        var inputs = new List<IRecordSource>(manifest.Attempts.Count);
+        var counting = new List<RecordReader>(manifest.Attempts.Count);
+        try
+        {
+            for (var m = 0; m < manifest.Attempts.Count; m++)
+            {
+                var stream = await blobs.OpenReadAsync(storage.IntermediateContainer, TaskNames.MapOutput(task.JobId, m, manifest.Attempts[m], task.Index), 0, null, cancellationToken);
+                var reader = new RecordReader(stream);
+                counting.Add(reader);
+                inputs.Add(reader);
+                if (inputs.Count == options.MergeFactor)
+                {
+                    // Too many inputs for one pass: merge this batch into a local run first.
+                    inputs = [PreMerge(inputs, spillFolder, cancellationToken)];
+                }
+            }
+
+            await using var output = await blobs.OpenWriteAsync(storage.OutputContainer, TaskNames.OutputPart(task.JobId, task.Index), cancellationToken);
+            long groups = 0, records = 0, outputBytes = 0;
+            using (var text = new StreamWriter(output, new UTF8Encoding(false), 1 << 16, leaveOpen: true))
+            using (var merged = new RecordGroups(new RecordMerger(inputs)))
+            {
+                inputs = [];
+                while (merged.NextGroup())
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var key = Encoding.UTF8.GetString(merged.Key);
+                    var value = app.Reduce(key, merged.Values);
+                    text.Write(key);
+                    text.Write('\t');
+                    text.Write(value);
+                    text.Write('\n');
+                    groups++;
+                    outputBytes += Encoding.UTF8.GetByteCount(key) + Encoding.UTF8.GetByteCount(value) + 2;
+                }
+                records = merged.Records;
+            }
+            // The first committed attempt wins; a later one finds the part there and reports the same result.
+            await output.CommitAsync(overwrite: false, cancellationToken);
+            long inputBytes = 0;
+            foreach (var reader in counting)
+            {
+                inputBytes += reader.BytesRead;
+            }
+            return new TaskCounters { InputBytes = inputBytes, InputRecords = records, InputGroups = groups, OutputRecords = groups, OutputBytes = outputBytes };
+        }
+        finally
+        {
+            foreach (var input in inputs)
+            {
+                input.Dispose();
+            }
+            if (Directory.Exists(spillFolder))
+            {
+                Directory.Delete(spillFolder, recursive: true);
+            }
+        }
+    }
+
+    private static IRecordSource PreMerge(List<IRecordSource> batch, string folder, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(folder);
+        var path = Path.Combine(folder, $"run-{Guid.NewGuid():N}");
+        using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+        using (var writer = new RecordWriter(file))
+        using (var merger = new RecordMerger(batch))
+        {
+            while (merger.MoveNext())
+            {
+                writer.Write(merger.Key, merger.Value);
+                if ((writer.Records & 0xFFFF) == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+            }
+            writer.Flush();
+        }
+        return new RecordReader(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.DeleteOnClose | FileOptions.SequentialScan));
+    }
+
+    /// <summary>1-based number of the split's first line: newlines before offset-1, plus the one the split skips through, plus one.</summary>
+    private async Task<long> CountLinesBeforeAsync(string container, InputSplit split, CancellationToken cancellationToken)
+    {
+        if (split.Offset == 0)
+        {
+            return 1;
+        }
+        await using var stream = await blobs.OpenReadAsync(container, split.Blob, 0, split.Offset - 1, cancellationToken);
+        var buffer = new byte[1 << 16];
+        long lines = 0;
+        int read;
+        while ((read = await stream.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            lines += buffer.AsSpan(0, read).Count((byte)'\n');
+        }
+        return lines + 2;
+    }
+}

@@ -1,0 +1,36 @@
+using Microsoft.Extensions.Logging;
+
+namespace Queue.Worker;
+
+internal static partial class Log
+{
+    [LoggerMessage(1000, LogLevel.Information, "Worker {WorkerId} started with {Slots} slots")]
+    public static partial void WorkerStarted(ILogger logger, string workerId, int slots);
+
+    [LoggerMessage(1001, LogLevel.Debug, "Task {JobId}/{TaskId} attempt {AttemptId} started (delivery {DeliveryCount})")]
+    public static partial void TaskStarted(ILogger logger, string jobId, string taskId, string attemptId, int deliveryCount);
+
+    [LoggerMessage(1002, LogLevel.Debug, "Task {JobId}/{TaskId} attempt {AttemptId} succeeded in {ElapsedMs:0} ms")]
+    public static partial void TaskSucceeded(ILogger logger, string jobId, string taskId, string attemptId, double elapsedMs);
+
+    [LoggerMessage(1003, LogLevel.Warning, "Task {JobId}/{TaskId} attempt {AttemptId} (delivery {DeliveryCount}) failed: {Error}")]
+    public static partial void TaskFailed(ILogger logger, string jobId, string taskId, string attemptId, int deliveryCount, string error);
+
+    [LoggerMessage(1004, LogLevel.Warning, "Task {JobId}/{TaskId} attempt {AttemptId} lost its lease; the broker will redeliver it")]
+    public static partial void LeaseLost(ILogger logger, string jobId, string taskId, string attemptId);
+
+    [LoggerMessage(1005, LogLevel.Information, "Task {JobId}/{TaskId} attempt {AttemptId} stopped: the job was cancelled")]
+    public static partial void TaskCancelled(ILogger logger, string jobId, string taskId, string attemptId);
+
+    [LoggerMessage(1006, LogLevel.Information, "Task {JobId}/{TaskId} attempt {AttemptId} abandoned at shutdown for redelivery")]
+    public static partial void TaskAbandonedOnShutdown(ILogger logger, string jobId, string taskId, string attemptId);
+
+    [LoggerMessage(1007, LogLevel.Error, "Message {MessageId} is not a task: {Error}; dead-lettered")]
+    public static partial void MalformedTask(ILogger logger, string messageId, string error);
+
+    [LoggerMessage(1008, LogLevel.Warning, "Task {JobId}/{TaskId} arrived for delivery {DeliveryCount}, past its attempts; dead-lettered")]
+    public static partial void TaskExhausted(ILogger logger, string jobId, string taskId, int deliveryCount);
+
+    [LoggerMessage(1009, LogLevel.Warning, "Settling message {MessageId} failed, its lease had ended: {Error}")]
+    public static partial void SettleLeaseLost(ILogger logger, string messageId, string error);
+}

@@ -1,0 +1,7 @@
+var builder = WebApplication.CreateBuilder(args);
+builder.AddQueueAdapters();
+builder.AddWorker();
+
+var app = builder.Build();
+app.MapQueueDefaultEndpoints();
+app.Run();

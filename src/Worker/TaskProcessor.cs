@@ -1,0 +1,252 @@
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Queue.Contracts;
+using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
+using Queue.Worker.Execution;
+
+namespace Queue.Worker;
+
+/// <summary>
+/// Pulls tasks with peek-lock leases on <see cref="WorkerOptions.Slots"/> concurrent slots. The policy
+/// follows the Service Bus processor: success → report, then complete; failure → report, then abandon
+/// (retry) or, on the last allowed attempt, dead-letter; lease lost → do nothing, the broker redelivers.
+/// On shutdown it stops receiving, lets running tasks finish within the drain time and abandons the rest.
+/// </summary>
+public sealed class TaskProcessor(
+    [FromKeyedServices(QueueNames.Tasks)] IWorkQueue tasks,
+    [FromKeyedServices(QueueNames.Events)] IWorkQueue events,
+    TaskRunner runner,
+    JobStore jobs,
+    IOptions<WorkerOptions> options,
+    TimeProvider time,
+    ILogger<TaskProcessor> logger) : BackgroundService
+{
+    private readonly WorkerOptions options = options.Value;
+    private readonly CancellationTokenSource drain = new();
+    private int busySlots;
+
+    /// <summary>Slots running a task right now.</summary>
+    public int BusySlots => Volatile.Read(ref busySlots);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // Running tasks get the drain time after shutdown begins, then are cancelled and abandoned.
+        await using var registration = stoppingToken.Register(() => drain.CancelAfter(options.DrainTimeout));
+        Log.WorkerStarted(logger, options.WorkerId, options.Slots);
+        var slots = new Task[options.Slots];
+        for (var i = 0; i < slots.Length; i++)
+        {
+            slots[i] = RunSlotAsync(stoppingToken);
+        }
+        await Task.WhenAll(slots);
+    }
+
+    public override void Dispose()
+    {
+        drain.Dispose();
+        base.Dispose();
+    }
+
+    private async Task RunSlotAsync(CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            IReadOnlyList<ILeasedMessage> received;
+            try
+            {
+                received = await tasks.ReceiveAsync(1, options.ReceiveWait, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            foreach (var message in received)
+            {
+                Interlocked.Increment(ref busySlots);
+                try
+                {
+                    await ProcessAsync(message);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref busySlots);
+                }
+            }
+        }
+    }
+
+    private async Task ProcessAsync(ILeasedMessage message)
+    {
+        // Settlement uses CancellationToken.None so in-flight work can finish during shutdown.
+        TaskMessage? task;
+        try
+        {
+            task = JsonSerializer.Deserialize(message.Body.Span, QueueJsonContext.Default.TaskMessage);
+        }
+        catch (JsonException e)
+        {
+            task = null;
+            Log.MalformedTask(logger, message.MessageId, e.Message);
+        }
+        if (task is null)
+        {
+            await message.DeadLetterAsync("MalformedMessage", "The task message is not valid JSON for a TaskMessage.", CancellationToken.None);
+            return;
+        }
+        var taskId = TaskNames.TaskId(task.Phase, task.Index);
+        if (message.DeliveryCount > task.MaxAttempts)
+        {
+            Log.TaskExhausted(logger, task.JobId, taskId, message.DeliveryCount);
+            await message.DeadLetterAsync("MaxAttemptsExceeded", $"{task.MaxAttempts} attempts crashed or timed out without reporting.", CancellationToken.None);
+            return;
+        }
+        if (await jobs.IsCancelRequestedAsync(task.JobId, CancellationToken.None))
+        {
+            await message.CompleteAsync(CancellationToken.None);
+            return;
+        }
+
+        var attemptId = Guid.NewGuid().ToString("N")[..12];
+        await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Started, null, null);
+        Log.TaskStarted(logger, task.JobId, taskId, attemptId, message.DeliveryCount);
+
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(drain.Token);
+        attempt.CancelAfter(task.TaskTimeout);
+        var watch = new LeaseWatch();
+        var guard = GuardAsync(message, task, watch, attempt);
+        var started = time.GetTimestamp();
+        var run = Task.Run(() => runner.RunAsync(task, attemptId, attempt.Token), CancellationToken.None);
+        try
+        {
+            var counters = await run.WaitAsync(attempt.Token);
+            await attempt.CancelAsync();
+            await guard;
+            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters);
+            await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
+            Log.TaskSucceeded(logger, task.JobId, taskId, attemptId, time.GetElapsedTime(started).TotalMilliseconds);
+            return;
+        }
+        catch (Exception e) when (e is not OperationCanceledException || attempt.IsCancellationRequested)
+        {
+            await attempt.CancelAsync();
+            await guard;
+            // User code that ignores cancellation keeps running in the background; observe its end.
+            _ = run.ContinueWith(static t => t.Exception, TaskScheduler.Default);
+            if (watch.LeaseLost)
+            {
+                Log.LeaseLost(logger, task.JobId, taskId, attemptId);
+                return;
+            }
+            if (watch.JobCancelled)
+            {
+                Log.TaskCancelled(logger, task.JobId, taskId, attemptId);
+                await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
+                return;
+            }
+            if (drain.IsCancellationRequested)
+            {
+                Log.TaskAbandonedOnShutdown(logger, task.JobId, taskId, attemptId);
+                await SettleAsync(message, static (m, c) => m.AbandonAsync(c));
+                return;
+            }
+            var error = e is OperationCanceledException or TimeoutException
+                ? $"Timed out after {task.TaskTimeout.TotalSeconds:0.###} s."
+                : $"{e.GetType().Name}: {e.Message}";
+            Log.TaskFailed(logger, task.JobId, taskId, attemptId, message.DeliveryCount, error);
+            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, error, null);
+            if (message.DeliveryCount >= task.MaxAttempts)
+            {
+                await SettleAsync(message, (m, c) => m.DeadLetterAsync("MaxAttemptsExceeded", $"Attempt {m.DeliveryCount} of {task.MaxAttempts} failed: {error}", c));
+            }
+            else
+            {
+                await SettleAsync(message, static (m, c) => m.AbandonAsync(c));
+            }
+        }
+    }
+
+    /// <summary>Renews the lease at half its remaining time and watches for job cancellation, until the attempt ends.</summary>
+    private async Task GuardAsync(ILeasedMessage message, TaskMessage task, LeaseWatch watch, CancellationTokenSource attempt)
+    {
+        var nextCancelCheck = time.GetUtcNow() + options.CancelCheckInterval;
+        try
+        {
+            while (!attempt.IsCancellationRequested)
+            {
+                var now = time.GetUtcNow();
+                var renewAt = now + ((message.LockedUntil - now) / 2);
+                var wake = renewAt < nextCancelCheck ? renewAt : nextCancelCheck;
+                var delay = wake - now;
+                if (delay > TimeSpan.Zero)
+                {
+                    await Task.Delay(delay, time, attempt.Token);
+                }
+                now = time.GetUtcNow();
+                if (now >= renewAt)
+                {
+                    await message.RenewLockAsync(attempt.Token);
+                }
+                if (now >= nextCancelCheck)
+                {
+                    nextCancelCheck = now + options.CancelCheckInterval;
+                    if (await jobs.IsCancelRequestedAsync(task.JobId, attempt.Token))
+                    {
+                        watch.JobCancelled = true;
+                        await attempt.CancelAsync();
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (attempt.IsCancellationRequested)
+        {
+        }
+        catch (LeaseLostException)
+        {
+            watch.LeaseLost = true;
+            await attempt.CancelAsync();
+        }
+    }
+
+    private async Task ReportAsync(TaskMessage task, string attemptId, int deliveryCount, TaskEventKind kind, string? error, TaskCounters? counters)
+    {
+        var report = new TaskEvent
+        {
+            Kind = kind,
+            JobId = task.JobId,
+            Phase = task.Phase,
+            Index = task.Index,
+            AttemptId = attemptId,
+            DeliveryCount = deliveryCount,
+            Epoch = task.Epoch,
+            WorkerId = options.WorkerId,
+            At = time.GetUtcNow(),
+            Error = error is { Length: > 4000 } ? error[..4000] : error,
+            Counters = counters,
+        };
+        await events.SendAsync(JsonSerializer.SerializeToUtf8Bytes(report, QueueJsonContext.Default.TaskEvent), CancellationToken.None);
+    }
+
+    private async Task SettleAsync(ILeasedMessage message, Func<ILeasedMessage, CancellationToken, Task> settle)
+    {
+        try
+        {
+            await settle(message, CancellationToken.None);
+        }
+        catch (LeaseLostException e)
+        {
+            // The broker redelivers; the coordinator ignores the duplicate result.
+            Log.SettleLeaseLost(logger, message.MessageId, e.Message);
+        }
+    }
+
+    private sealed class LeaseWatch
+    {
+        public volatile bool LeaseLost;
+        public volatile bool JobCancelled;
+    }
+}

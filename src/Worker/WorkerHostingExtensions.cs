@@ -1,0 +1,32 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Queue.Contracts.Apps;
+using Queue.Worker;
+using Queue.Worker.Apps;
+using Queue.Worker.Execution;
+
+namespace Microsoft.Extensions.Hosting;
+
+public static class WorkerHostingExtensions
+{
+    /// <summary>The built-in apps, for hosts that validate job requests.</summary>
+    public static IServiceCollection AddBuiltInApps(this IServiceCollection services)
+    {
+        services.TryAddSingleton<IAppCatalog, BuiltInAppCatalog>();
+        return services;
+    }
+
+    /// <summary>A worker: task slots that pull from the tasks queue and report on the events queue.</summary>
+    public static TBuilder AddWorker<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    {
+        builder.Services.AddOptions<WorkerOptions>().BindConfiguration(WorkerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddBuiltInApps();
+        builder.Services.AddSingleton<TaskRunner>();
+        builder.Services.AddHostedService<TaskProcessor>();
+        // Shutdown waits for the drain: running tasks finish or are abandoned before the host stops.
+        builder.Services.AddOptions<HostOptions>().Configure<IOptions<WorkerOptions>>((host, worker) =>
+            host.ShutdownTimeout = worker.Value.DrainTimeout + TimeSpan.FromSeconds(5));
+        return builder;
+    }
+}

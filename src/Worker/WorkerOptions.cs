@@ -1,0 +1,38 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Queue.Worker;
+
+public sealed class WorkerOptions
+{
+    public const string Section = "Queue:Worker";
+
+    /// <summary>Tasks run at once by this worker. Default: the processor count.</summary>
+    [Range(1, 256)]
+    public int Slots { get; set; } = Environment.ProcessorCount;
+
+    /// <summary>Name in task events and logs. Default: host name and process id.</summary>
+    public string WorkerId { get; set; } = $"{Environment.MachineName}-{Environment.ProcessId}";
+
+    /// <summary>Map output buffer per task before sorted runs spill to disk. Default 64 MiB.</summary>
+    [Range(64 * 1024, 1 << 30)]
+    public int SortBufferBytes { get; set; } = 64 << 20;
+
+    /// <summary>Where spills and merge runs go. Default: the system temp folder.</summary>
+    public string TempPath { get; set; } = Path.Combine(Path.GetTempPath(), "queue-worker");
+
+    /// <summary>Most map outputs a reduce task merges in one pass; more are pre-merged on disk. Default 64.</summary>
+    [Range(2, 1024)]
+    public int MergeFactor { get; set; } = 64;
+
+    /// <summary>How long one receive waits for a message. Default 2 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
+    public TimeSpan ReceiveWait { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How often a running task checks whether its job was cancelled. Default 1 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
+    public TimeSpan CancelCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>On shutdown, how long running tasks may take to finish before they are abandoned. Default 25 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(25);
+}
