@@ -87,21 +87,7 @@ public sealed class JobScheduler(
         {
             cancellationToken.ThrowIfCancellationRequested();
             var wait = nextScan - time.GetUtcNow();
-            var batch = await events.ReceiveAsync(options.EventBatchSize, wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cancellationToken);
-            foreach (var message in batch)
-            {
-                try
-                {
-                    await HandleEventAsync(message, cancellationToken);
-                }
-                catch
-                {
-                    // Another leader (or a later session) handles it.
-                    await message.AbandonAsync(CancellationToken.None);
-                    throw;
-                }
-                await message.CompleteAsync(CancellationToken.None);
-            }
+            await HandleEventsAsync(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cancellationToken);
             if (time.GetUtcNow() >= nextScan)
             {
                 await ScanJobsAsync(cancellationToken);
@@ -109,6 +95,27 @@ public sealed class JobScheduler(
                 nextScan = time.GetUtcNow() + options.PollInterval;
             }
         }
+    }
+
+    /// <summary>Applies one batch of task events; returns how many there were.</summary>
+    private async Task<int> HandleEventsAsync(TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var batch = await events.ReceiveAsync(options.EventBatchSize, wait, cancellationToken);
+        foreach (var message in batch)
+        {
+            try
+            {
+                await HandleEventAsync(message, cancellationToken);
+            }
+            catch
+            {
+                // Another leader (or a later session) handles it.
+                await message.AbandonAsync(CancellationToken.None);
+                throw;
+            }
+            await message.CompleteAsync(CancellationToken.None);
+        }
+        return batch.Count;
     }
 
     /// <summary>Picks up new jobs, cancel requests, and (on the first scan) every active job's stored state.</summary>
@@ -402,6 +409,10 @@ public sealed class JobScheduler(
             if (batch.Count == 0)
             {
                 return;
+            }
+            // Workers report a failure before they dead-letter: apply those reports first so the task's attempts and error are current.
+            while (await HandleEventsAsync(TimeSpan.Zero, cancellationToken) > 0)
+            {
             }
             foreach (var message in batch)
             {

@@ -168,7 +168,7 @@ public sealed class EmbeddedWorkQueue : IWorkQueue, IDisposable
         public ITimer Timer { get; set; } = null!;
         public string MessageId => Entry.Id;
         public ReadOnlyMemory<byte> Body => Entry.Body;
-        public int DeliveryCount => Entry.DeliveryCount;
+        public int DeliveryCount { get; } = entry.DeliveryCount;
         public DateTimeOffset LockedUntil { get; private set; } = lockedUntil;
         public string? DeadLetterReason => Entry.DeadLetterReason;
         public string? DeadLetterDescription => Entry.DeadLetterDescription;
@@ -224,11 +224,18 @@ public sealed class EmbeddedWorkQueue : IWorkQueue, IDisposable
         {
             lock (queue.gate)
             {
-                // A renew may have raced the timer; only a lease that is still ours and past due expires.
-                if (IsHeld() && queue.time.GetUtcNow() >= LockedUntil)
+                if (!IsHeld())
                 {
-                    queue.Release(lane, this, "Lease expired");
+                    return;
                 }
+                // Timers may fire a little early, and a renew may have raced this one: re-arm until due.
+                var remaining = LockedUntil - queue.time.GetUtcNow();
+                if (remaining > TimeSpan.Zero)
+                {
+                    Timer.Change(remaining, Timeout.InfiniteTimeSpan);
+                    return;
+                }
+                queue.Release(lane, this, "Lease expired");
             }
         }
 

@@ -81,9 +81,12 @@ public sealed class WorkQueueOptions
     [System.ComponentModel.DataAnnotations.Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Deliveries after which an unsettled message is dead-lettered. Default 10.</summary>
+    /// <summary>
+    /// Deliveries after which an unsettled message is dead-lettered. A backstop only: workers
+    /// dead-letter a task after its job's <c>maxAttempts</c> (at most 100). Default 100.
+    /// </summary>
     [System.ComponentModel.DataAnnotations.Range(1, 1000)]
-    public int MaxDeliveryCount { get; set; } = 10;
+    public int MaxDeliveryCount { get; set; } = 100;
 }
 
 /// <summary>Names of the engine's queues.</summary>

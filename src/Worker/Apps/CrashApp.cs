@@ -4,10 +4,10 @@ using Queue.Contracts.Apps;
 namespace Queue.Worker.Apps;
 
 /// <summary>
-/// Word count that misbehaves, for fault tests: each Map/Reduce call throws with probability
-/// <c>args.failRate</c>, or hangs (ignoring cancellation, like stuck user code) for
-/// <c>args.stallSeconds</c> with probability <c>args.stallRate</c>. <c>args.poisonFile</c> makes
-/// every map of that document throw, so its task can never succeed.
+/// Word count that misbehaves, for fault tests: each task attempt (one app instance) throws with
+/// probability <c>args.failRate</c>, or hangs (ignoring cancellation, like stuck user code) for
+/// <c>args.stallSeconds</c> with probability <c>args.stallRate</c>, at a random point of its work.
+/// <c>args.poisonFile</c> makes every map of that document throw, so its task can never succeed.
 /// </summary>
 public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapReduceApp
 {
@@ -16,6 +16,9 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
     private readonly double stallRate = Read(args, "stallRate");
     private readonly TimeSpan stall = TimeSpan.FromSeconds(Read(args, "stallSeconds"));
     private readonly string? poisonFile = args.GetValueOrDefault("poisonFile");
+    private readonly double roll = Random.Shared.NextDouble();
+    private readonly int misbehaveAfterCalls = Random.Shared.Next(0, 50);
+    private int calls;
 
     public bool HasCombiner => true;
 
@@ -39,7 +42,11 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
 
     private void Misbehave(string where)
     {
-        var roll = Random.Shared.NextDouble();
+        // One roll per attempt, acted on after a random number of calls: mid-task, not always at the start.
+        if (calls++ != misbehaveAfterCalls)
+        {
+            return;
+        }
         if (roll < failRate)
         {
             throw new InvalidOperationException($"crash app: simulated failure in {where}.");

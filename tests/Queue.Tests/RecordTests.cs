@@ -1,0 +1,126 @@
+using System.Text;
+using Queue.Contracts;
+using Queue.Contracts.Apps;
+using Queue.Worker.Apps;
+using Queue.Worker.Execution;
+
+namespace Queue.Tests;
+
+public sealed class RecordTests
+{
+    [Fact]
+    public void PartitionOfAKeyIsStableAcrossProcessesAndRuns()
+    {
+        // FNV-1a 64 test vectors: the hash must never depend on the runtime's string hashing.
+        Assert.Equal(0xcbf29ce484222325UL, StableHash.Fnv1a([]));
+        Assert.Equal(0xaf63dc4c8601ec8cUL, StableHash.Fnv1a("a"u8));
+        Assert.Equal(0x85944171f73967e8UL, StableHash.Fnv1a("foobar"u8));
+        Assert.Equal(StableHash.Partition("hello"u8, 7), StableHash.Partition(Encoding.UTF8.GetBytes("hello"), 7));
+        var counts = new int[4];
+        for (var i = 0; i < 4000; i++)
+        {
+            counts[StableHash.Partition(Encoding.UTF8.GetBytes($"word{i}"), 4)]++;
+        }
+        Assert.All(counts, c => Assert.InRange(c, 800, 1200));
+    }
+
+    private static MemoryStream Run(params (string Key, string Value)[] records)
+    {
+        var stream = new MemoryStream();
+        using var writer = new RecordWriter(stream);
+        foreach (var (key, value) in records)
+        {
+            writer.Write(Encoding.UTF8.GetBytes(key), Encoding.UTF8.GetBytes(value));
+        }
+        writer.Flush();
+        stream.Position = 0;
+        return stream;
+    }
+
+    [Fact]
+    public void MergeOfSortedRunsIsSortedAndGroupsEveryValueOfAKey()
+    {
+        var merged = new RecordMerger(
+        [
+            new RecordReader(Run(("a", "1"), ("c", "2"), ("e", "3"))),
+            new RecordReader(Run()),
+            new RecordReader(Run(("a", "4"), ("b", "5"), ("e", "6"), ("z", "7"))),
+            new RecordReader(Run(("c", "8"))),
+        ]);
+        using var groups = new RecordGroups(merged);
+        var result = new List<string>();
+        while (groups.NextGroup())
+        {
+            var key = Encoding.UTF8.GetString(groups.Key);
+            result.Add($"{key}={string.Join(",", groups.Values)}");
+        }
+        Assert.Equal(["a=1,4", "b=5", "c=2,8", "e=3,6", "z=7"], result);
+    }
+
+    [Fact]
+    public void GroupsSkipValuesTheReducerDidNotRead()
+    {
+        using var groups = new RecordGroups(new RecordReader(Run(("a", "1"), ("a", "2"), ("a", "3"), ("b", "4"))));
+        Assert.True(groups.NextGroup());
+        Assert.True(groups.NextValue(out _));
+        Assert.True(groups.NextGroup());
+        Assert.Equal("b", Encoding.UTF8.GetString(groups.Key));
+        Assert.Equal(["4"], groups.Values.ToList());
+        Assert.False(groups.NextGroup());
+    }
+
+    [Fact]
+    public void RecordsLargerThanTheReadBufferRoundTrip()
+    {
+        var big = new string('k', 200_000);
+        using var reader = new RecordReader(Run((big, "v"), ("x", new string('v', 100_000))));
+        Assert.True(reader.MoveNext());
+        Assert.Equal(big, Encoding.UTF8.GetString(reader.Key));
+        Assert.True(reader.MoveNext());
+        Assert.Equal(100_000, reader.Value.Length);
+        Assert.False(reader.MoveNext());
+    }
+
+    [Fact]
+    public void MapOutputThatSpillsEqualsMapOutputThatFitsInMemory()
+    {
+        var text = string.Join('\n', Enumerable.Range(0, 20_000).Select(i => $"w{i % 997} x{i % 13} longer{i % 5}"));
+        Assert.Equal(Collect(text, 64 << 20, combiner: true), Collect(text, 64 * 1024, combiner: true));
+        Assert.Equal(Collect(text, 64 << 20, combiner: false), Collect(text, 64 * 1024, combiner: false));
+    }
+
+    private static List<string> Collect(string text, int bufferBytes, bool combiner)
+    {
+        IMapReduceApp app = combiner ? new WordCountApp() : new IndexerApp();
+        var folder = Path.Combine(Path.GetTempPath(), "queue-tests", Guid.NewGuid().ToString("N"));
+        using var collector = new MapOutputCollector(3, app, bufferBytes, folder);
+        foreach (var line in text.Split('\n'))
+        {
+            app.Map(new MapInput("doc", line + "\n", 0), collector);
+        }
+        if (bufferBytes < 1 << 20)
+        {
+            Assert.True(collector.SpilledRecords > 0);
+        }
+        collector.SortBuffer();
+        var result = new List<string>();
+        for (var p = 0; p < 3; p++)
+        {
+            var stream = new MemoryStream();
+            using (var writer = new RecordWriter(stream))
+            {
+                collector.WritePartition(p, writer);
+                writer.Flush();
+            }
+            stream.Position = 0;
+            using var groups = new RecordGroups(new RecordReader(stream));
+            while (groups.NextGroup())
+            {
+                var key = Encoding.UTF8.GetString(groups.Key);
+                Assert.Equal(p, StableHash.Partition(groups.Key, 3));
+                result.Add($"{key}\t{app.Reduce(key, groups.Values)}");
+            }
+        }
+        return result;
+    }
+}
