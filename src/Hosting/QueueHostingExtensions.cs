@@ -58,6 +58,7 @@ public static class QueueHostingExtensions
                 throw new InvalidOperationException($"Unknown coordination adapter '{adapters.Coordination}' in {AdapterOptions.Section}:Coordination. Known: embedded.");
         }
         services.AddSingleton<JobStore>();
+        services.AddSingleton<JobSubmission>();
         return builder;
     }
 

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Queue.Contracts;
-using Queue.Contracts.Apps;
 using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
 
@@ -21,42 +20,20 @@ public static class JobsApi
         return endpoints;
     }
 
-    private static async Task<IResult> SubmitAsync(HttpRequest http, JobStore jobs, IBlobStore blobs, IAppCatalog apps,
-        IOptions<IngressOptions> options, TimeProvider time, CancellationToken ct)
+    private static async Task<IResult> SubmitAsync(HttpRequest http, JobSubmission submission, IOptions<IngressOptions> options, CancellationToken ct)
     {
         var (request, error) = await ReadJsonAsync(http, options.Value.MaxRequestBodyBytes, ct);
         if (error is not null)
         {
             return error;
         }
-        var now = time.GetUtcNow();
-        var id = JobRequestValidator.NewJobId(now);
-        if (JobRequestValidator.TryCreateSpec(request!, id, now, out var spec) is { } invalid)
+        var (id, rejected) = await submission.SubmitAsync(request!, ct);
+        if (rejected is not null)
         {
-            return Problem(invalid.Status, invalid.Title, invalid.Detail);
-        }
-        if (!apps.Exists(spec!.App))
-        {
-            return Problem(422, "Unknown app", $"There is no app named '{spec.App}'. Known apps: {string.Join(", ", apps.Names)}.");
-        }
-        try
-        {
-            apps.Create(spec.App, spec.Args);
-        }
-        catch (ArgumentException e)
-        {
-            return Problem(400, "Invalid app arguments", e.Message);
-        }
-        if (!await HasInputAsync(blobs, spec, ct))
-        {
-            return Problem(404, "Input not found", $"No blobs found under '{spec.InputContainer}/{spec.InputPrefix}'.");
-        }
-        if (!await jobs.CreateAsync(spec, ct))
-        {
-            return Problem(409, "Job id taken", $"A job with id '{id}' exists already; submit again.");
+            return Problem(rejected.Status, rejected.Title, rejected.Detail);
         }
         var location = $"/jobs/{id}";
-        return Results.Accepted(location, new JobCreated(id, location));
+        return Results.Accepted(location, new JobCreated(id!, location));
     }
 
     private static async Task<IResult> GetAsync(string id, bool? tasks, JobStore jobs, CancellationToken ct)
@@ -111,15 +88,6 @@ public static class JobsApi
         }
         await jobs.RequestCancelAsync(id, ct);
         return Results.Accepted($"/jobs/{id}", view with { });
-    }
-
-    private static async Task<bool> HasInputAsync(IBlobStore blobs, JobSpec spec, CancellationToken ct)
-    {
-        await foreach (var _ in blobs.ListAsync(spec.InputContainer, spec.InputPrefix, ct))
-        {
-            return true;
-        }
-        return false;
     }
 
     /// <summary>Reads a bounded JSON body: 413 past the limit, 400 for anything that is not a job request.</summary>

@@ -56,7 +56,7 @@ public sealed class EngineEndToEndTests(EmbeddedEngineFixture engine) : IClassFi
     [Fact]
     public async Task TasksThatThrowOrStallPastTheirTimeLimitStillYieldTheReference()
     {
-        var args = new Dictionary<string, string> { ["failRate"] = "0.15", ["stallRate"] = "0.1", ["stallSeconds"] = "4" };
+        var args = new Dictionary<string, string> { ["failRate"] = "0.25", ["stallRate"] = "0.1", ["stallSeconds"] = "4" };
         var id = await Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 10, reduceTasks = 3, args, maxAttempts = 30, taskTimeoutSeconds = 2 });
         var view = await Client.WaitAsync(id, TimeSpan.FromMinutes(4));
         Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);

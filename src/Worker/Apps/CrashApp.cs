@@ -6,7 +6,7 @@ namespace Queue.Worker.Apps;
 /// <summary>
 /// Word count that misbehaves, for fault tests: each task attempt (one app instance) throws with
 /// probability <c>args.failRate</c>, or hangs (ignoring cancellation, like stuck user code) for
-/// <c>args.stallSeconds</c> with probability <c>args.stallRate</c>, at a random point of its work.
+/// <c>args.stallSeconds</c> with probability <c>args.stallRate</c>, at its first Map or Reduce call.
 /// <c>args.poisonFile</c> makes every map of that document throw, so its task can never succeed.
 /// </summary>
 public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapReduceApp
@@ -17,8 +17,7 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
     private readonly TimeSpan stall = TimeSpan.FromSeconds(Read(args, "stallSeconds"));
     private readonly string? poisonFile = args.GetValueOrDefault("poisonFile");
     private readonly double roll = Random.Shared.NextDouble();
-    private readonly int misbehaveAfterCalls = Random.Shared.Next(0, 50);
-    private int calls;
+    private bool rolled;
 
     public bool HasCombiner => true;
 
@@ -42,11 +41,12 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
 
     private void Misbehave(string where)
     {
-        // One roll per attempt, acted on after a random number of calls: mid-task, not always at the start.
-        if (calls++ != misbehaveAfterCalls)
+        // One roll per attempt, acted on at its first call (a map task may make only one).
+        if (rolled)
         {
             return;
         }
+        rolled = true;
         if (roll < failRate)
         {
             throw new InvalidOperationException($"crash app: simulated failure in {where}.");

@@ -1,0 +1,66 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
+
+namespace Queue.Cli;
+
+/// <summary>The whole engine in this process (coordinator, workers, embedded queue and store), as the ingress hosts it by default.</summary>
+public sealed class EmbeddedEngine : IAsyncDisposable
+{
+    private readonly IHost host;
+
+    private EmbeddedEngine(IHost host) => this.host = host;
+
+    public JobStore Jobs => host.Services.GetRequiredService<JobStore>();
+
+    public JobSubmission Submission => host.Services.GetRequiredService<JobSubmission>();
+
+    public IBlobStore Blobs => host.Services.GetRequiredService<IBlobStore>();
+
+    public static async Task<EmbeddedEngine> StartAsync(string dataPath, int slots, CancellationToken cancellationToken)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Queue:Adapters:DataPath"] = dataPath,
+            ["Queue:Worker:Slots"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Queue:Coordinator:PollInterval"] = "00:00:00.100",
+        });
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.AddQueueAdapters();
+        builder.AddCoordinator();
+        builder.AddWorker();
+        var host = builder.Build();
+        await host.StartAsync(cancellationToken);
+        return new EmbeddedEngine(host);
+    }
+
+    /// <summary>Submits a job and waits for it to end, calling <paramref name="progress"/> as it runs.</summary>
+    public async Task<JobView> RunAsync(JobRequest request, Action<JobStatus>? progress, CancellationToken cancellationToken)
+    {
+        var (id, error) = await Submission.SubmitAsync(request, cancellationToken);
+        if (error is not null)
+        {
+            throw new InvalidOperationException($"{error.Title}: {error.Detail}");
+        }
+        while (true)
+        {
+            var view = await Jobs.GetAsync(id!, cancellationToken) ?? throw new InvalidOperationException($"Job {id} vanished.");
+            progress?.Invoke(view.Status);
+            if (view.Status.IsTerminal)
+            {
+                return view;
+            }
+            await Task.Delay(100, cancellationToken);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await host.StopAsync(CancellationToken.None);
+        host.Dispose();
+    }
+}

@@ -1,0 +1,7 @@
+using System.CommandLine;
+using Queue.Cli;
+
+var root = new RootCommand("Queue: a message-queue driven MapReduce engine.");
+root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
+return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,51 @@
+using Queue.Contracts.Apps;
+using Queue.Contracts.Ports;
+
+namespace Queue.Contracts.Jobs;
+
+/// <summary>
+/// Accepts a job request: validates it, checks the app and the input exist, and stores it as Pending.
+/// Nothing is stored for a rejected request. Shared by the HTTP ingress and the CLI.
+/// </summary>
+public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog apps, TimeProvider time)
+{
+    public async Task<(string? Id, RequestError? Error)> SubmitAsync(JobRequest request, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var id = JobRequestValidator.NewJobId(now);
+        if (JobRequestValidator.TryCreateSpec(request, id, now, out var spec) is { } invalid)
+        {
+            return (null, invalid);
+        }
+        if (!apps.Exists(spec!.App))
+        {
+            return (null, new RequestError(422, "Unknown app", $"There is no app named '{spec.App}'. Known apps: {string.Join(", ", apps.Names)}."));
+        }
+        try
+        {
+            apps.Create(spec.App, spec.Args);
+        }
+        catch (ArgumentException e)
+        {
+            return (null, new RequestError(400, "Invalid app arguments", e.Message));
+        }
+        if (!await HasInputAsync(spec, cancellationToken))
+        {
+            return (null, new RequestError(404, "Input not found", $"No blobs found under '{spec.InputContainer}/{spec.InputPrefix}'."));
+        }
+        if (!await jobs.CreateAsync(spec, cancellationToken))
+        {
+            return (null, new RequestError(409, "Job id taken", $"A job with id '{id}' exists already; submit again."));
+        }
+        return (id, null);
+    }
+
+    private async Task<bool> HasInputAsync(JobSpec spec, CancellationToken cancellationToken)
+    {
+        await foreach (var _ in blobs.ListAsync(spec.InputContainer, spec.InputPrefix, cancellationToken))
+        {
+            return true;
+        }
+        return false;
+    }
+}
