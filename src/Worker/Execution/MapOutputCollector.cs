@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Queue.Contracts;
 using Queue.Contracts.Apps;
@@ -10,13 +11,23 @@ namespace Queue.Worker.Execution;
 /// When the arena is full its records are sorted by (partition, key), combined, and spilled to a
 /// local run file, so memory stays bounded whatever the map emits. At the end every partition is
 /// the merge of the in-memory records and the spills.
+/// Apps with a combiner first go through a hash table of pending values per key, combined every
+/// <see cref="CombineBatch"/> values (a combiner may run on any subset), so frequent keys cost a
+/// lookup instead of a record to sort.
 /// </summary>
 public sealed class MapOutputCollector : IMapEmitter, IDisposable
 {
     private readonly int partitions;
     private readonly IMapReduceApp app;
     private readonly string spillFolder;
+    private const int CombineBatch = 64;
+    private const int MaxInternedValues = 1024;
     private readonly List<SpillRun> spills = [];
+    private readonly int budget;
+    private readonly Dictionary<string, List<string>>? pending;
+    private readonly HashSet<string> interned = new(StringComparer.Ordinal);
+    private long pendingBytes;
+    private string lastValue = "";
     private byte[] data;
     private Meta[] meta;
     private int used;
@@ -27,22 +38,102 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         this.partitions = partitions;
         this.app = app;
         this.spillFolder = spillFolder;
+        budget = bufferBytes;
         data = ArrayPool<byte>.Shared.Rent(bufferBytes);
-        meta = ArrayPool<Meta>.Shared.Rent(Math.Max(1024, bufferBytes / 64));
+        meta = ArrayPool<Meta>.Shared.Rent(4096);
+        if (app.HasCombiner)
+        {
+            pending = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        }
     }
 
     public long OutputRecords { get; private set; }
 
-    public long CombineInputRecords { get; private set; }
-
-    public long CombineOutputRecords { get; private set; }
 
     public long SpilledRecords { get; private set; }
 
     public void Emit(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
     {
+        OutputRecords++;
+        if (pending is null)
+        {
+            Append(key, value);
+            return;
+        }
+        var lookup = pending.GetAlternateLookup<ReadOnlySpan<char>>();
+        if (!lookup.TryGetValue(key, out var values))
+        {
+            values = new List<string>(4);
+            pending[key.ToString()] = values;
+            pendingBytes += (key.Length * 2) + 96;
+        }
+        values.Add(Intern(value));
+        pendingBytes += 8;
+        if (values.Count == CombineBatch)
+        {
+            lookup.TryGetValue(key, out var actualKey, out _);
+            var combined = app.Combine(actualKey!, values);
+            values.Clear();
+            values.Add(combined);
+            pendingBytes -= 8 * (CombineBatch - 1);
+        }
+        if (pendingBytes > budget / 2)
+        {
+            FlushPending();
+        }
+    }
+
+    /// <summary>Combines every pending key into one record of the sort buffer.</summary>
+    private void FlushPending()
+    {
+        if (pending is null)
+        {
+            return;
+        }
+        foreach (var (key, values) in pending)
+        {
+            var value = values.Count == 1 ? values[0] : app.Combine(key, values);
+            Append(key, value);
+        }
+        pending.Clear();
+        pendingBytes = 0;
+    }
+
+    /// <summary>Values repeat (wordcount's "1"): reuse one string per distinct small value.</summary>
+    private string Intern(ReadOnlySpan<char> value)
+    {
+        if (value.SequenceEqual(lastValue))
+        {
+            return lastValue;
+        }
+        lastValue = InternSlow(value);
+        return lastValue;
+    }
+
+    private string InternSlow(ReadOnlySpan<char> value)
+    {
+        if (value.Length > 32)
+        {
+            return value.ToString();
+        }
+        var lookup = interned.GetAlternateLookup<ReadOnlySpan<char>>();
+        if (lookup.TryGetValue(value, out var known))
+        {
+            return known;
+        }
+        var text = value.ToString();
+        if (interned.Count < MaxInternedValues)
+        {
+            interned.Add(text);
+        }
+        return text;
+    }
+
+    private void Append(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
+    {
         var max = (key.Length + value.Length) * 3;
-        if (data.Length - used < max || count == meta.Length)
+        // The budget covers record bytes and their index entries together.
+        if (data.Length - used < max || used + ((long)count * Unsafe.SizeOf<Meta>()) >= budget)
         {
             if (count > 0)
             {
@@ -55,17 +146,24 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
                 data = ArrayPool<byte>.Shared.Rent(max);
             }
         }
+        if (count == meta.Length)
+        {
+            var bigger = ArrayPool<Meta>.Shared.Rent(meta.Length * 2);
+            meta.AsSpan(0, count).CopyTo(bigger);
+            ArrayPool<Meta>.Shared.Return(meta);
+            meta = bigger;
+        }
         var span = data.AsSpan(used);
         var keyLength = Encoding.UTF8.GetBytes(key, span);
         var valueLength = Encoding.UTF8.GetBytes(value, span[keyLength..]);
-        meta[count++] = new Meta(used, keyLength, valueLength, StableHash.Partition(span[..keyLength], partitions));
+        var keyBytes = span[..keyLength];
+        meta[count++] = new Meta(Prefix(keyBytes), used, keyLength, valueLength, StableHash.Partition(keyBytes, partitions));
         used += keyLength + valueLength;
-        OutputRecords++;
     }
 
     /// <summary>
     /// Writes partition <paramref name="partition"/>'s records, merged, sorted and combined, to
-    /// <paramref name="output"/>. Call <see cref="SortBuffer"/> once before the first partition.
+    /// <paramref name="output"/>. Call <see cref="Finish"/> once before the first partition.
     /// </summary>
     public void WritePartition(int partition, RecordWriter output)
     {
@@ -78,8 +176,14 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         WriteCombined(new RecordMerger(sources), output);
     }
 
-    /// <summary>Sorts what is still in memory; the spills are sorted already.</summary>
-    public void SortBuffer() => meta.AsSpan(0, count).Sort(new MetaComparer(data));
+    /// <summary>Ends the input: combines what is pending and sorts what is in memory (the spills are sorted already).</summary>
+    public void Finish()
+    {
+        FlushPending();
+        SortBuffer();
+    }
+
+    private void SortBuffer() => meta.AsSpan(0, count).Sort(new MetaComparer(data));
 
     public void Dispose()
     {
@@ -139,7 +243,6 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         var encoded = new ArrayBufferWriter<byte>(256);
         while (groups.NextGroup())
         {
-            var before = groups.Records;
             // Skip the combiner for single values: a combiner is optional by contract, and most keys are rare.
             if (!groups.NextValue(out var first))
             {
@@ -150,8 +253,6 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
             if (!groups.NextValue(out var second))
             {
                 output.Write(groups.Key, encoded.WrittenSpan);
-                CombineInputRecords++;
-                CombineOutputRecords++;
                 continue;
             }
             var key = Encoding.UTF8.GetString(groups.Key);
@@ -161,8 +262,6 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
             var written = Encoding.UTF8.GetBytes(result, bytes);
             encoded.Advance(written);
             output.Write(groups.Key, encoded.WrittenSpan);
-            CombineInputRecords += groups.Records - before;
-            CombineOutputRecords++;
         }
     }
 
@@ -195,7 +294,16 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         return lo;
     }
 
-    private readonly record struct Meta(int Offset, int KeyLength, int ValueLength, int Partition);
+    /// <summary>The key's first 8 bytes, big-endian and zero-padded: comparing these as integers orders most keys without touching the arena.</summary>
+    private static ulong Prefix(ReadOnlySpan<byte> key)
+    {
+        Span<byte> padded = stackalloc byte[8];
+        padded.Clear();
+        key[..Math.Min(8, key.Length)].CopyTo(padded);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(padded);
+    }
+
+    private readonly record struct Meta(ulong Prefix, int Offset, int KeyLength, int ValueLength, int Partition);
 
     private readonly struct MetaComparer(byte[] data) : IComparer<Meta>
     {
@@ -205,7 +313,13 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
             {
                 return a.Partition < b.Partition ? -1 : 1;
             }
-            var c = data.AsSpan(a.Offset, a.KeyLength).SequenceCompareTo(data.AsSpan(b.Offset, b.KeyLength));
+            if (a.Prefix != b.Prefix)
+            {
+                return a.Prefix < b.Prefix ? -1 : 1;
+            }
+            var c = a.KeyLength <= 8 && b.KeyLength <= 8
+                ? a.KeyLength.CompareTo(b.KeyLength)
+                : data.AsSpan(a.Offset, a.KeyLength).SequenceCompareTo(data.AsSpan(b.Offset, b.KeyLength));
             // Equal keys keep emit order (offsets grow with emits) so the sort is stable.
             return c != 0 ? c : a.Offset.CompareTo(b.Offset);
         }

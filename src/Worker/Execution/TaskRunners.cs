@@ -42,8 +42,8 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             }
             app.Map(new MapInput(fileName, text.Span, firstLine == 0 ? 0 : firstLine + before), collector);
         }
-        collector.SortBuffer();
-        long outputBytes = 0;
+        collector.Finish();
+        long outputBytes = 0, outputRecords = 0;
         for (var partition = 0; partition < task.ReduceTasks; partition++)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -53,6 +53,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
                 collector.WritePartition(partition, writer);
                 writer.Flush();
                 outputBytes += writer.Bytes;
+                outputRecords += writer.Records;
             }
             await blob.CommitAsync(overwrite: true, cancellationToken);
         }
@@ -62,8 +63,8 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             InputRecords = reader.Lines,
             OutputRecords = collector.OutputRecords,
             OutputBytes = outputBytes,
-            CombineInputRecords = collector.CombineInputRecords,
-            CombineOutputRecords = collector.CombineOutputRecords,
+            CombineInputRecords = app.HasCombiner ? collector.OutputRecords : 0,
+            CombineOutputRecords = app.HasCombiner ? outputRecords : 0,
             SpilledRecords = collector.SpilledRecords,
         };
     }
