@@ -4,4 +4,5 @@ builder.AddCoordinator();
 
 var app = builder.Build();
 app.MapQueueDefaultEndpoints();
+app.MapCoordinatorEndpoints();
 app.Run();

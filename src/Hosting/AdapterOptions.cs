@@ -11,7 +11,7 @@ public sealed class AdapterOptions
     /// <summary><c>filesystem</c> (default).</summary>
     public string BlobStore { get; set; } = "filesystem";
 
-    /// <summary><c>embedded</c> (in-process; default).</summary>
+    /// <summary><c>embedded</c> (in-process; default) or <c>etcd</c> (<c>Queue:Etcd</c>).</summary>
     public string Coordination { get; set; } = "embedded";
 
     /// <summary>Root folder of the filesystem blob store, one subfolder per container. Default <c>./data</c>.</summary>

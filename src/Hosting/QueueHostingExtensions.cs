@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Queue.Adapters.Embedded;
+using Queue.Adapters.Etcd;
 using Queue.Contracts;
 using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
@@ -54,11 +55,16 @@ public static class QueueHostingExtensions
                 services.AddSingleton<IKeyValueStore>(sp => sp.GetRequiredService<InMemoryKeyValueStore>());
                 services.AddSingleton<ILeaderElection, EmbeddedLeaderElection>();
                 break;
+            case "etcd":
+                services.AddOptions<EtcdOptions>().BindConfiguration(EtcdOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+                services.AddSingleton<EtcdClient>();
+                services.AddSingleton<IKeyValueStore, EtcdKeyValueStore>();
+                services.AddSingleton<ILeaderElection, EtcdLeaderElection>();
+                break;
             default:
-                throw new InvalidOperationException($"Unknown coordination adapter '{adapters.Coordination}' in {AdapterOptions.Section}:Coordination. Known: embedded.");
+                throw new InvalidOperationException($"Unknown coordination adapter '{adapters.Coordination}' in {AdapterOptions.Section}:Coordination. Known: embedded, etcd.");
         }
         services.AddSingleton<JobStore>();
-        services.AddSingleton<JobSubmission>();
         return builder;
     }
 

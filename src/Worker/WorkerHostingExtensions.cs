@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Queue.Contracts.Apps;
+using Queue.Contracts.Jobs;
 using Queue.Worker;
 using Queue.Worker.Apps;
 using Queue.Worker.Execution;
@@ -10,10 +11,11 @@ namespace Microsoft.Extensions.Hosting;
 
 public static class WorkerHostingExtensions
 {
-    /// <summary>The built-in apps, for hosts that validate job requests.</summary>
+    /// <summary>The built-in apps, and job submission that checks requests against them.</summary>
     public static IServiceCollection AddBuiltInApps(this IServiceCollection services)
     {
         services.TryAddSingleton<IAppCatalog, BuiltInAppCatalog>();
+        services.TryAddSingleton<JobSubmission>();
         return services;
     }
 

@@ -1,54 +1,170 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Queue.Adapters.Embedded;
+using Queue.Adapters.Etcd;
 using Queue.Contracts.Ports;
+using Queue.Tests.Infrastructure;
 
 namespace Queue.Tests;
 
-public sealed class EmbeddedCoordinationTests
+/// <summary>The behaviour every coordination adapter must show: fenced transactions and leader election.</summary>
+public abstract class CoordinationConformance
 {
+    protected abstract IKeyValueStore Store { get; }
+
+    protected abstract ILeaderElection Election { get; }
+
+    /// <summary>Ends a leadership the way an expired lease would.</summary>
+    protected abstract Task ExpireAsync(ILeadership leadership);
+
+    /// <summary>A key prefix no other test uses.</summary>
+    protected string Scope { get; } = "/test/" + Guid.NewGuid().ToString("N") + "/";
+
     [Fact]
     public async Task OneCandidateLeadsAndTheNextLeadsAfterItResigns()
     {
-        var store = new InMemoryKeyValueStore();
-        var election = new EmbeddedLeaderElection(store);
-        var first = await election.CampaignAsync("one", CancellationToken.None);
-        var second = election.CampaignAsync("two", CancellationToken.None);
-        await Task.Delay(200);
+        var first = await Election.CampaignAsync("one", CancellationToken.None);
+        using var cancel = new CancellationTokenSource();
+        var second = Election.CampaignAsync("two", cancel.Token);
+        await Task.Delay(500);
         Assert.False(second.IsCompleted);
-        Assert.Equal("one", await election.GetLeaderAsync(CancellationToken.None));
+        Assert.Equal("one", await Election.GetLeaderAsync(CancellationToken.None));
         await first.ResignAsync(CancellationToken.None);
         Assert.True(first.Lost.IsCancellationRequested);
-        var next = await second.WaitAsync(TimeSpan.FromSeconds(5));
+        var next = await second.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal("two", next.CandidateId);
         Assert.True(next.Epoch > first.Epoch);
+        Assert.Equal("two", await Election.GetLeaderAsync(CancellationToken.None));
+        await next.DisposeAsync();
+        await first.DisposeAsync();
     }
 
     [Fact]
     public async Task DeposedLeaderCannotWriteJobState()
     {
-        var store = new InMemoryKeyValueStore();
-        var election = new EmbeddedLeaderElection(store);
-        var old = await election.CampaignAsync("old", CancellationToken.None);
-        Assert.True(await store.TransactAsync([old.Fence], [new KvWrite("/queue/jobs/j/status", [1])], CancellationToken.None));
+        var key = Scope + "jobs/j/status";
+        var old = await Election.CampaignAsync("old", CancellationToken.None);
+        Assert.True(await Store.TransactAsync([old.Fence], [new KvWrite(key, [1])], CancellationToken.None));
 
-        await election.ExpireAsync(old, CancellationToken.None);
-        var current = await election.CampaignAsync("new", CancellationToken.None);
+        await ExpireAsync(old);
+        var current = await Election.CampaignAsync("new", CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(15));
 
-        Assert.True(old.Lost.IsCancellationRequested);
-        Assert.False(await store.TransactAsync([old.Fence], [new KvWrite("/queue/jobs/j/status", [2])], CancellationToken.None));
-        Assert.True(await store.TransactAsync([current.Fence], [new KvWrite("/queue/jobs/j/status", [3])], CancellationToken.None));
-        Assert.Equal([3], (await store.GetAsync("/queue/jobs/j/status", CancellationToken.None))!.Value);
+        await WaitForAsync(() => old.Lost.IsCancellationRequested, TimeSpan.FromSeconds(10));
+        Assert.False(await Store.TransactAsync([old.Fence], [new KvWrite(key, [2])], CancellationToken.None));
+        Assert.True(await Store.TransactAsync([current.Fence], [new KvWrite(key, [3])], CancellationToken.None));
+        Assert.Equal([3], (await Store.GetAsync(key, CancellationToken.None))!.Value);
+        await current.DisposeAsync();
+        await old.DisposeAsync();
     }
 
     [Fact]
     public async Task TransactionsCompareRevisionsAndApplyAllOrNothing()
     {
-        var store = new InMemoryKeyValueStore();
-        Assert.True(await store.TransactAsync([KvCompare.Absent("a")], [new KvWrite("a", [1]), new KvWrite("b", [1])], CancellationToken.None));
-        Assert.False(await store.TransactAsync([KvCompare.Absent("a")], [new KvWrite("c", [1])], CancellationToken.None));
-        Assert.Null(await store.GetAsync("c", CancellationToken.None));
-        var a = (await store.GetAsync("a", CancellationToken.None))!;
-        Assert.True(await store.TransactAsync([KvCompare.Unchanged(a)], [new KvWrite("a", [2]), KvWrite.Delete("b")], CancellationToken.None));
-        Assert.False(await store.TransactAsync([KvCompare.Unchanged(a)], [new KvWrite("a", [3])], CancellationToken.None));
-        Assert.Equal(["a"], (await store.ListAsync("", CancellationToken.None)).Select(e => e.Key));
+        string a = Scope + "a", b = Scope + "b", c = Scope + "c";
+        Assert.True(await Store.TransactAsync([KvCompare.Absent(a)], [new KvWrite(a, [1]), new KvWrite(b, [1])], CancellationToken.None));
+        Assert.False(await Store.TransactAsync([KvCompare.Absent(a)], [new KvWrite(c, [1])], CancellationToken.None));
+        Assert.Null(await Store.GetAsync(c, CancellationToken.None));
+        var entry = (await Store.GetAsync(a, CancellationToken.None))!;
+        Assert.True(await Store.TransactAsync([KvCompare.Unchanged(entry)], [new KvWrite(a, [2]), KvWrite.Delete(b)], CancellationToken.None));
+        Assert.False(await Store.TransactAsync([KvCompare.Unchanged(entry)], [new KvWrite(a, [3])], CancellationToken.None));
+        Assert.Equal([a], (await Store.ListAsync(Scope, CancellationToken.None)).Select(e => e.Key));
+    }
+
+    [Fact]
+    public async Task ListingReturnsEveryKeyUnderAPrefixInOrder()
+    {
+        var writes = Enumerable.Range(0, 1234).Select(i => new KvWrite($"{Scope}k/{i:D5}", [(byte)(i % 256)])).ToList();
+        for (var i = 0; i < writes.Count; i += 100)
+        {
+            Assert.True(await Store.TransactAsync([], writes.GetRange(i, Math.Min(100, writes.Count - i)), CancellationToken.None));
+        }
+        await Store.TransactAsync([], [new KvWrite(Scope + "kz", [1])], CancellationToken.None);
+        var listed = await Store.ListAsync(Scope + "k/", CancellationToken.None);
+        Assert.Equal(writes.Select(w => w.Key), listed.Select(e => e.Key));
+    }
+
+    protected static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "Timed out waiting for a condition.");
+            await Task.Delay(50);
+        }
     }
 }
+
+public sealed class EmbeddedCoordinationTests : CoordinationConformance
+{
+    private readonly InMemoryKeyValueStore store = new();
+    private readonly EmbeddedLeaderElection election;
+
+    public EmbeddedCoordinationTests() => election = new EmbeddedLeaderElection(store);
+
+    protected override IKeyValueStore Store => store;
+
+    protected override ILeaderElection Election => election;
+
+    protected override Task ExpireAsync(ILeadership leadership) => election.ExpireAsync(leadership, CancellationToken.None);
+}
+
+/// <summary>One real etcd for the etcd adapter's tests.</summary>
+public sealed class EtcdFixture : IAsyncLifetime
+{
+    public EtcdServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Server = await EtcdServer.StartAsync();
+
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+
+    public EtcdClient Client(string? endpoints = null, TimeSpan? leaseTtl = null, TimeSpan? retryTimeout = null) =>
+        new(Options.Create(new EtcdOptions
+        {
+            Endpoints = endpoints ?? Server.Endpoints,
+            LeaseTtl = leaseTtl ?? TimeSpan.FromSeconds(2),
+            RetryTimeout = retryTimeout ?? TimeSpan.FromSeconds(10),
+            CampaignPollInterval = TimeSpan.FromMilliseconds(50),
+        }), NullLogger<EtcdClient>.Instance);
+}
+
+[Collection("etcd")]
+public sealed class EtcdCoordinationTests : CoordinationConformance, IDisposable
+{
+    private readonly EtcdClient client;
+    private readonly EtcdKeyValueStore store;
+    private readonly EtcdLeaderElection election;
+
+    public EtcdCoordinationTests(EtcdFixture etcd)
+    {
+        client = etcd.Client();
+        store = new EtcdKeyValueStore(client);
+        election = new EtcdLeaderElection(client, NullLogger<EtcdLeaderElection>.Instance);
+    }
+
+    protected override IKeyValueStore Store => store;
+
+    protected override ILeaderElection Election => election;
+
+    /// <summary>Revokes the leader's lease from outside, as its expiry during a pause would.</summary>
+    protected override Task ExpireAsync(ILeadership leadership) =>
+        client.RevokeLeaseAsync(long.Parse(leadership.Fence.Key[EtcdLeaderElection.Prefix.Length..], NumberStyles.HexNumber, CultureInfo.InvariantCulture), CancellationToken.None);
+
+    public void Dispose() => client.Dispose();
+
+    [Fact]
+    public async Task UnreachableEtcdGivesAClearError()
+    {
+        using var dead = new EtcdClient(Options.Create(new EtcdOptions
+        {
+            Endpoints = $"http://127.0.0.1:{ServiceProcess.FreePort()}",
+            RetryTimeout = TimeSpan.FromSeconds(1),
+            RequestTimeout = TimeSpan.FromMilliseconds(300),
+        }), NullLogger<EtcdClient>.Instance);
+        var error = await Assert.ThrowsAsync<EtcdUnavailableException>(() => new EtcdKeyValueStore(dead).GetAsync("/x", CancellationToken.None));
+        Assert.Contains("etcd is unreachable at http://127.0.0.1:", error.Message, StringComparison.Ordinal);
+    }
+}
+
+[CollectionDefinition("etcd")]
+public sealed class EtcdCollection : ICollectionFixture<EtcdFixture>;

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Queue.Tests.Infrastructure;
@@ -107,19 +106,8 @@ public sealed class ServiceProcess : IAsyncDisposable
         throw new TimeoutException($"The service did not become healthy in {timeout}:\n{Output}");
     }
 
-    /// <summary>Sends a signal (e.g. SIGTERM, SIGKILL) to the process.</summary>
-    public void Signal(PosixSignal signal)
-    {
-        var number = signal switch
-        {
-            PosixSignal.SIGTERM => 15,
-            PosixSignal.SIGINT => 2,
-            PosixSignal.SIGQUIT => 3,
-            _ => throw new ArgumentOutOfRangeException(nameof(signal)),
-        };
-        using var kill = Process.Start("kill", $"-{number} {process.Id}");
-        kill.WaitForExit();
-    }
+    /// <summary>Sends a signal by name (TERM, KILL, STOP, CONT, ...) to the process.</summary>
+    public void Signal(string name) => OsProcess.Signal(process.Id, name);
 
     public void Kill() => process.Kill(entireProcessTree: true);
 

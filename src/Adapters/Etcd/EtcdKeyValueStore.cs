@@ -1,0 +1,59 @@
+using System.Text;
+using Queue.Contracts.Ports;
+
+namespace Queue.Adapters.Etcd;
+
+/// <summary>The coordination store on etcd: ranges are paged, transactions map one-to-one onto etcd's.</summary>
+public sealed class EtcdKeyValueStore(EtcdClient client) : IKeyValueStore
+{
+    private const int PageSize = 500;
+
+    public async Task<KvEntry?> GetAsync(string key, CancellationToken cancellationToken)
+    {
+        var response = await client.RangeAsync(new RangeRequest { Key = Encoding.UTF8.GetBytes(key) }, cancellationToken);
+        return response.Kvs is [var kv, ..] ? ToEntry(kv) : null;
+    }
+
+    public async Task<IReadOnlyList<KvEntry>> ListAsync(string prefix, CancellationToken cancellationToken)
+    {
+        var start = Encoding.UTF8.GetBytes(prefix);
+        var end = EtcdClient.PrefixEnd(start);
+        var entries = new List<KvEntry>();
+        while (true)
+        {
+            // Pages keep each answer well under etcd's message size limit.
+            var response = await client.RangeAsync(new RangeRequest { Key = start, RangeEnd = end, Limit = PageSize }, cancellationToken);
+            foreach (var kv in response.Kvs ?? [])
+            {
+                entries.Add(ToEntry(kv));
+            }
+            if (!response.More || response.Kvs is null or [])
+            {
+                return entries;
+            }
+            start = [.. response.Kvs[^1].Key, 0];
+        }
+    }
+
+    public async Task<bool> TransactAsync(IReadOnlyList<KvCompare> compares, IReadOnlyList<KvWrite> writes, CancellationToken cancellationToken)
+    {
+        var txn = new TxnRequest();
+        foreach (var compare in compares)
+        {
+            txn.Compare.Add(compare.Target == KvCompareTarget.CreateRevision
+                ? new Compare { Key = Encoding.UTF8.GetBytes(compare.Key), Target = "CREATE", CreateRevision = compare.Revision }
+                : new Compare { Key = Encoding.UTF8.GetBytes(compare.Key), Target = "MOD", ModRevision = compare.Revision });
+        }
+        foreach (var write in writes)
+        {
+            txn.Success.Add(write.Value is null
+                ? new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = Encoding.UTF8.GetBytes(write.Key) } }
+                : new RequestOp { RequestPut = new PutRequest { Key = Encoding.UTF8.GetBytes(write.Key), Value = write.Value } });
+        }
+        var response = await client.TxnAsync(txn, cancellationToken);
+        return response.Succeeded;
+    }
+
+    internal static KvEntry ToEntry(KeyValue kv) =>
+        new(Encoding.UTF8.GetString(kv.Key), kv.Value ?? [], kv.CreateRevision, kv.ModRevision);
+}
