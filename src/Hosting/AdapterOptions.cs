@@ -5,7 +5,7 @@ public sealed class AdapterOptions
 {
     public const string Section = "Queue:Adapters";
 
-    /// <summary><c>embedded</c> (in-process; default).</summary>
+    /// <summary><c>embedded</c> (in-process; default) or <c>rabbitmq</c> (<c>Queue:RabbitMq</c>).</summary>
     public string WorkQueue { get; set; } = "embedded";
 
     /// <summary><c>filesystem</c> (default).</summary>

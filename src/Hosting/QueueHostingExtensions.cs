@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Queue.Adapters.Embedded;
 using Queue.Adapters.Etcd;
+using Queue.Adapters.RabbitMq;
 using Queue.Contracts;
 using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
@@ -35,8 +36,16 @@ public static class QueueHostingExtensions
                         new EmbeddedWorkQueue(name, sp.GetRequiredService<IOptions<WorkQueueOptions>>().Value, sp.GetRequiredService<TimeProvider>()));
                 }
                 break;
+            case "rabbitmq":
+                services.AddOptions<RabbitMqOptions>().BindConfiguration(RabbitMqOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+                foreach (var name in new[] { QueueNames.Tasks, QueueNames.Events })
+                {
+                    services.AddKeyedSingleton<IWorkQueue>(name, (sp, _) => new RabbitMqWorkQueue(name,
+                        sp.GetRequiredService<IOptions<RabbitMqOptions>>(), sp.GetRequiredService<IOptions<WorkQueueOptions>>()));
+                }
+                break;
             default:
-                throw new InvalidOperationException($"Unknown work queue adapter '{adapters.WorkQueue}' in {AdapterOptions.Section}:WorkQueue. Known: embedded.");
+                throw new InvalidOperationException($"Unknown work queue adapter '{adapters.WorkQueue}' in {AdapterOptions.Section}:WorkQueue. Known: embedded, rabbitmq.");
         }
 
         switch (adapters.BlobStore.ToLowerInvariant())

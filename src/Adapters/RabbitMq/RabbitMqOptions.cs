@@ -1,0 +1,19 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Queue.Adapters.RabbitMq;
+
+public sealed class RabbitMqOptions
+{
+    public const string Section = "Queue:RabbitMq";
+
+    /// <summary>AMQP URI, e.g. <c>amqp://user:pass@host:5672/vhost</c>. Never logged.</summary>
+    [Required]
+    public string ConnectionString { get; set; } = "amqp://guest:guest@127.0.0.1:5672/";
+
+    /// <summary>Unacknowledged messages one receiver holds at most; set it to the worker's slots. Default 4.</summary>
+    [Range(1, 10_000)]
+    public ushort Prefetch { get; set; } = 4;
+
+    /// <summary>Prefix of queue names, so several engines can share a broker. Default <c>queue.</c>.</summary>
+    public string QueuePrefix { get; set; } = "queue.";
+}
