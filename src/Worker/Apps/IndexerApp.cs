@@ -15,21 +15,12 @@ public sealed class IndexerApp : IMapReduceApp
         seen.Clear();
         var lookup = seen.GetAlternateLookup<ReadOnlySpan<char>>();
         var text = input.Text;
-        var i = 0;
-        while (i < text.Length)
+        var position = 0;
+        while (Words.Next(text, ref position, out var word))
         {
-            while (i < text.Length && !char.IsLetter(text[i]))
+            if (lookup.Add(text[word]))
             {
-                i++;
-            }
-            var start = i;
-            while (i < text.Length && char.IsLetter(text[i]))
-            {
-                i++;
-            }
-            if (i > start && lookup.Add(text[start..i]))
-            {
-                emit.Emit(text[start..i], input.FileName);
+                emit.Emit(text[word], input.FileName);
             }
         }
     }

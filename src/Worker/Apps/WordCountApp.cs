@@ -11,22 +11,10 @@ public sealed class WordCountApp : IMapReduceApp
     public void Map(MapInput input, IMapEmitter emit)
     {
         var text = input.Text;
-        var i = 0;
-        while (i < text.Length)
+        var position = 0;
+        while (Words.Next(text, ref position, out var word))
         {
-            while (i < text.Length && !char.IsLetter(text[i]))
-            {
-                i++;
-            }
-            var start = i;
-            while (i < text.Length && char.IsLetter(text[i]))
-            {
-                i++;
-            }
-            if (i > start)
-            {
-                emit.Emit(text[start..i], "1");
-            }
+            emit.Emit(text[word], "1");
         }
     }
 

@@ -75,13 +75,7 @@ public sealed class EtcdServer : IAsyncDisposable
         }
     }
 
-    public string Log(int index)
-    {
-        lock (members[index].Output)
-        {
-            return members[index].Output.ToString();
-        }
-    }
+    public string Log(int index) => members[index].Output.ToString();
 
     private void Start(string binary, Member member, string cluster)
     {
@@ -98,27 +92,11 @@ public sealed class EtcdServer : IAsyncDisposable
             info.ArgumentList.Add(arg);
         }
         var process = Process.Start(info)!;
-        process.ErrorDataReceived += (_, e) => Append(member, e.Data);
-        process.OutputDataReceived += (_, e) => Append(member, e.Data);
+        process.ErrorDataReceived += (_, e) => member.Output.Append(e.Data);
+        process.OutputDataReceived += (_, e) => member.Output.Append(e.Data);
         process.BeginErrorReadLine();
         process.BeginOutputReadLine();
         member.Process = process;
-    }
-
-    private static void Append(Member member, string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-        lock (member.Output)
-        {
-            if (member.Output.Length > 200_000)
-            {
-                member.Output.Remove(0, 100_000);
-            }
-            member.Output.AppendLine(line);
-        }
     }
 
     private async Task WaitReadyAsync(TimeSpan timeout)
@@ -156,6 +134,6 @@ public sealed class EtcdServer : IAsyncDisposable
         public string ClientUrl { get; } = $"http://127.0.0.1:{clientPort}";
         public string PeerUrl { get; } = $"http://127.0.0.1:{peerPort}";
         public Process? Process { get; set; }
-        public StringBuilder Output { get; } = new();
+        public BoundedLog Output { get; } = new(200_000);
     }
 }

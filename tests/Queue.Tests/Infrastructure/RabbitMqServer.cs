@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 
 namespace Queue.Tests.Infrastructure;
 
@@ -10,7 +9,7 @@ namespace Queue.Tests.Infrastructure;
 public sealed class RabbitMqServer : IAsyncDisposable
 {
     private readonly string folder = Path.Combine(Path.GetTempPath(), "queue-rabbit", Guid.NewGuid().ToString("N"));
-    private readonly StringBuilder output = new();
+    private readonly BoundedLog output = new(200_000);
     private readonly Dictionary<string, string> environment;
     private Process? epmd;
     private Process? server;
@@ -95,12 +94,7 @@ public sealed class RabbitMqServer : IAsyncDisposable
             {
                 if (DateTime.UtcNow > deadline || server.HasExited)
                 {
-                    string log;
-                    lock (output)
-                    {
-                        log = output.ToString();
-                    }
-                    throw new TimeoutException($"RabbitMQ did not start: {e.Message}\n{log}");
+                    throw new TimeoutException($"RabbitMQ did not start: {e.Message}\n{output}");
                 }
                 await Task.Delay(250);
             }
@@ -119,26 +113,10 @@ public sealed class RabbitMqServer : IAsyncDisposable
             info.Environment[key] = value;
         }
         var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, e) => Append(e.Data);
-        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.OutputDataReceived += (_, e) => output.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => output.Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
-    }
-
-    private void Append(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-        lock (output)
-        {
-            if (output.Length > 200_000)
-            {
-                output.Remove(0, 100_000);
-            }
-            output.AppendLine(line);
-        }
     }
 }

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 
 namespace Queue.Tests.Infrastructure;
 
@@ -12,7 +11,7 @@ namespace Queue.Tests.Infrastructure;
 public sealed class ServiceProcess : IAsyncDisposable
 {
     private readonly Process process;
-    private readonly StringBuilder output = new();
+    private readonly BoundedLog output = new();
 
     private ServiceProcess(Process process, int port)
     {
@@ -29,16 +28,7 @@ public sealed class ServiceProcess : IAsyncDisposable
 
     public bool HasExited => process.HasExited;
 
-    public string Output
-    {
-        get
-        {
-            lock (output)
-            {
-                return output.ToString();
-            }
-        }
-    }
+    public string Output => output.ToString();
 
     public static int FreePort()
     {
@@ -70,8 +60,8 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
         var process = Process.Start(info) ?? throw new InvalidOperationException($"Could not start {project}.");
         var service = new ServiceProcess(process, p);
-        process.OutputDataReceived += (_, e) => service.Append(e.Data);
-        process.ErrorDataReceived += (_, e) => service.Append(e.Data);
+        process.OutputDataReceived += (_, e) => service.output.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => service.output.Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         await service.WaitHealthyAsync(TimeSpan.FromSeconds(30));
@@ -133,22 +123,5 @@ public sealed class ServiceProcess : IAsyncDisposable
             await WaitForExitAsync(TimeSpan.FromSeconds(10));
         }
         process.Dispose();
-    }
-
-    private void Append(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-        lock (output)
-        {
-            // Keep the tail only: long runs must not grow memory without bound.
-            if (output.Length > 1_000_000)
-            {
-                output.Remove(0, 500_000);
-            }
-            output.AppendLine(line);
-        }
     }
 }
