@@ -33,4 +33,10 @@ internal static partial class Log
 
     [LoggerMessage(1009, LogLevel.Warning, "Settling message {MessageId} failed, its lease had ended: {Error}")]
     public static partial void SettleLeaseLost(ILogger logger, string messageId, string error);
+
+    [LoggerMessage(1010, LogLevel.Warning, "Receiving a task failed, retrying in a second: {Error}")]
+    public static partial void ReceiveFailed(ILogger logger, string error);
+
+    [LoggerMessage(1011, LogLevel.Warning, "A task could not be reported or settled, it will be redelivered: {Error}")]
+    public static partial void ProcessFailed(ILogger logger, string error);
 }

@@ -65,6 +65,12 @@ public sealed class TaskProcessor(
             {
                 return;
             }
+            catch (Exception e) when (IsBrokerFailure(e))
+            {
+                Log.ReceiveFailed(logger, e.Message);
+                await PauseAsync(stoppingToken);
+                continue;
+            }
             foreach (var message in received)
             {
                 Interlocked.Increment(ref busySlots);
@@ -72,11 +78,32 @@ public sealed class TaskProcessor(
                 {
                     await ProcessAsync(message);
                 }
+                catch (Exception e) when (IsBrokerFailure(e))
+                {
+                    // The broker or store went away mid-task: the lease is lost with the connection and
+                    // the task will be redelivered; this slot carries on once the broker is back.
+                    Log.ProcessFailed(logger, e.Message);
+                    await PauseAsync(stoppingToken);
+                }
                 finally
                 {
                     Interlocked.Decrement(ref busySlots);
                 }
             }
+        }
+    }
+
+    private static bool IsBrokerFailure(Exception e) =>
+        e is not OperationCanceledException and not OutOfMemoryException and not InvalidProgramException;
+
+    private static async Task PauseAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 

@@ -34,7 +34,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         {
             File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
         }
-        Etcd = await EtcdServer.StartAsync();
+        Etcd = await EtcdServer.StartAsync(memberCount: 3);
         Rabbit = await RabbitMqServer.StartAsync();
         for (var i = 0; i < 2; i++)
         {
@@ -42,11 +42,14 @@ public sealed class ClusterFixture : IAsyncLifetime
         }
         for (var i = 0; i < 2; i++)
         {
-            Workers.Add(await StartAsync("Queue.Worker", new() { ["Queue__Worker__WorkerId"] = $"worker-{i}", ["Queue__Worker__Slots"] = "2" }));
+            Workers.Add(await StartWorkerAsync(i));
         }
         Ingress = await StartAsync("Queue.Ingress", []);
         Client = new JobClient(Ingress.BaseAddress);
     }
+
+    public Task<ServiceProcess> StartWorkerAsync(int index) =>
+        StartAsync("Queue.Worker", new() { ["Queue__Worker__WorkerId"] = $"worker-{index}-{Guid.NewGuid():N}"[..16], ["Queue__Worker__Slots"] = "2" });
 
     public Task<ServiceProcess> StartAsync(string project, Dictionary<string, string> extra)
     {
@@ -101,18 +104,129 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     }
 
     [Fact]
-    public async Task MapTasksRunInParallelOnBothWorkerProcesses()
+    public async Task MapAndReduceTasksRunInParallelOnBothWorkerProcesses()
     {
         // Each attempt stalls a second, so parallelism shows in overlapping run times.
         var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
-        var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 8, reduceTasks = 2, args });
+        var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 8, reduceTasks = 4, args });
         var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
         Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
-        var maps = (await cluster.Client.GetDetailsAsync(id)).Tasks.Where(t => t.Phase == TaskPhase.Map).ToList();
-        Assert.Equal(2, maps.Select(t => t.Worker).Distinct().Count());
-        var overlapping = maps.Count(a => maps.Any(b => b != a && b.Worker != a.Worker && a.StartedAt < b.FinishedAt && b.StartedAt < a.FinishedAt));
-        Assert.True(overlapping >= 2, "No two map tasks on different workers overlapped in time.");
+        var tasks = (await cluster.Client.GetDetailsAsync(id)).Tasks;
+        foreach (var phase in new[] { TaskPhase.Map, TaskPhase.Reduce })
+        {
+            var ofPhase = tasks.Where(t => t.Phase == phase).ToList();
+            Assert.Equal(2, ofPhase.Select(t => t.Worker).Distinct().Count());
+            var overlapping = ofPhase.Count(a => ofPhase.Any(b => b != a && b.Worker != a.Worker && a.StartedAt < b.FinishedAt && b.StartedAt < a.FinishedAt));
+            Assert.True(overlapping >= 2, $"No two {phase} tasks on different workers overlapped in time.");
+        }
         Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+    }
+
+    [Fact]
+    public async Task IndexerThroughTheClusterEqualsTheReference()
+    {
+        var id = await cluster.Client.SubmitAsync(new { app = "indexer", input = "books", mapTasks = 10, reduceTasks = 4 });
+        var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.Equal(SequentialReference.Run(new IndexerApp(), Books.Value), await cluster.Client.OutputAsync(id));
+    }
+
+    [Fact]
+    public async Task WorkersKilledAtRandomMomentsInBothPhasesStillGiveTheReference()
+    {
+        var args = new Dictionary<string, string> { ["stallRate"] = "0.5", ["stallSeconds"] = "1" };
+        var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 16, reduceTasks = 4, args, maxAttempts = 20 });
+        var random = new Random(7);
+        var kills = 0;
+        var phases = new HashSet<JobState>();
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        JobView view;
+        while (!(view = await cluster.Client.GetAsync(id)).Status.IsTerminal)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "The job did not end.");
+            await Task.Delay(random.Next(300, 1200));
+            if (kills < 6 && view.Status.State is JobState.Mapping or JobState.Reducing)
+            {
+                var index = random.Next(cluster.Workers.Count);
+                cluster.Workers[index].Kill(); // SIGKILL, mid-task or not
+                kills++;
+                phases.Add(view.Status.State);
+                cluster.Workers[index] = await cluster.StartWorkerAsync(index);
+            }
+            // Nothing partial is ever visible under the job's output names.
+            Assert.All(OutputFiles(id), name => Assert.Matches("^part-[0-9]{5}$", name));
+        }
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.True(kills >= 2, $"Only {kills} kills happened.");
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+        var final = OutputFiles(id).Select(f => File.ReadAllBytes(Path.Combine(cluster.Folder, "data", "dfs-dest", id, f))).ToList();
+        await Task.Delay(2000);
+        // A job reported Succeeded has all its output final: nothing changes after.
+        Assert.Equal(final, OutputFiles(id).Select(f => File.ReadAllBytes(Path.Combine(cluster.Folder, "data", "dfs-dest", id, f))).ToList());
+    }
+
+    [Fact]
+    public async Task JobCompletesWhenRabbitMqIsRestartedMidJob()
+    {
+        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
+        var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 12, reduceTasks = 2, args, maxAttempts = 20 });
+        await WaitForAsync(id, s => s is { State: JobState.Mapping, Map.Done: > 0 });
+        await cluster.Rabbit.RestartAsync();
+        var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(3));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+    }
+
+    [Fact]
+    public async Task JobCompletesWhenTheLeaderIsKilledDuringTheReducePhase()
+    {
+        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "2" };
+        var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 4, reduceTasks = 6, args });
+        await WaitForAsync(id, s => s is { State: JobState.Reducing });
+        var leader = await LeaderAsync();
+        leader.Kill();
+        var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+        var index = cluster.Coordinators.IndexOf(leader);
+        cluster.Coordinators[index] = await cluster.StartAsync("Queue.Coordinator", new() { ["Queue__Coordinator__CandidateId"] = $"coordinator-{index}-r" });
+    }
+
+    [Fact]
+    public async Task KillingOneEtcdMemberMidJobDoesNotStopTheJob()
+    {
+        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
+        var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 10, reduceTasks = 2, args });
+        await WaitForAsync(id, s => s is { State: JobState.Mapping, Map.Done: > 0 });
+        cluster.Etcd.KillMember(0);
+        try
+        {
+            var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
+            Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+            Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+        }
+        finally
+        {
+            await cluster.Etcd.RestartMemberAsync(0);
+        }
+    }
+
+    private IEnumerable<string> OutputFiles(string id)
+    {
+        var folder = Path.Combine(cluster.Folder, "data", "dfs-dest", id);
+        return Directory.Exists(folder) ? Directory.GetFiles(folder).Select(f => Path.GetFileName(f)).ToList() : [];
+    }
+
+    private async Task WaitForAsync(string id, Func<JobStatus, bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        JobStatus status;
+        while (!condition(status = (await cluster.Client.GetAsync(id)).Status))
+        {
+            Assert.False(status.IsTerminal, $"The job ended {status.State} before the condition held: {status.Error}");
+            Assert.True(DateTime.UtcNow < deadline, "Timed out waiting for the job.");
+            await Task.Delay(50);
+        }
     }
 
     [Fact]
@@ -120,12 +234,7 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     {
         var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 12, reduceTasks = 2, args });
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while ((await cluster.Client.GetAsync(id)).Status is not { State: JobState.Mapping, Map.Done: > 0 })
-        {
-            Assert.True(DateTime.UtcNow < deadline, "The job never reached the map phase.");
-            await Task.Delay(50);
-        }
+        await WaitForAsync(id, s => s is { State: JobState.Mapping, Map.Done: > 0 });
         var leader = await LeaderAsync();
         leader.Kill();
         var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(2));

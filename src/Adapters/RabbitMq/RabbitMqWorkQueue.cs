@@ -104,11 +104,17 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
         {
             return open;
         }
+        if (connection is not null)
+        {
+            await connection.DisposeAsync();
+        }
+        // Reconnection is ours, not the client's automatic recovery: a recovered channel would
+        // accept acks for delivery tags of the old one. Every lease taken before is lost.
         var factory = new ConnectionFactory
         {
             Uri = new Uri(options.ConnectionString),
-            AutomaticRecoveryEnabled = true,
-            TopologyRecoveryEnabled = true,
+            AutomaticRecoveryEnabled = false,
+            TopologyRecoveryEnabled = false,
             ClientProvidedName = $"queue-{Name}-{Environment.ProcessId}",
         };
         connection = await factory.CreateConnectionAsync(cancellationToken);
