@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The whole system as separate processes on 127.0.0.1: etcd, RabbitMQ (with its own epmd), three
+# coordinators, N workers and one ingress, sharing a filesystem blob store.
+#   scripts/cluster.sh up [workers]   start everything (default 2 workers); logs and PIDs in .cluster/
+#   scripts/cluster.sh status         what runs, who leads, queue and job counts
+#   scripts/cluster.sh down           stop exactly what `up` started (by recorded PID)
+# Ports: ingress 5000, coordinators 5101-5103, workers 5201.., etcd 23790/23800, RabbitMQ 25672.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD/.cluster"
+pids="$root/pids"
+bin="$PWD/artifacts/bin"
+etcd_url="http://127.0.0.1:23790"
+amqp_port=25672
+epmd_port=24369
+
+start() { # name, log, command...
+  local name=$1; shift
+  "$@" >"$root/logs/$name.log" 2>&1 &
+  echo "$name $!" >>"$pids"
+}
+
+wait_http() { # url, seconds
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+up() {
+  local workers=${1:-2}
+  if [ -s "$pids" ]; then echo "already up (scripts/cluster.sh down first)" >&2; exit 1; fi
+  scripts/install-servers.sh
+  dotnet build Queue.sln -c Release -nologo -v quiet -clp:ErrorsOnly
+  mkdir -p "$root/data/books" "$root/etcd" "$root/rabbit/home"
+  : >"$pids"
+
+  start etcd etcd --name n1 --data-dir "$root/etcd/n1" \
+    --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+    --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
+    --initial-cluster n1=http://127.0.0.1:23800
+
+  printf 'loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%s\n' "$amqp_port" >"$root/rabbit/rabbitmq.conf"
+  echo '[].' >"$root/rabbit/enabled_plugins"
+  start epmd epmd -port "$epmd_port" -address 127.0.0.1
+  start rabbitmq env HOME="$root/rabbit/home" RABBITMQ_NODENAME="queue-cluster@localhost" \
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$amqp_port" RABBITMQ_DIST_PORT=25673 \
+    RABBITMQ_MNESIA_BASE="$root/rabbit/mnesia" RABBITMQ_LOG_BASE="$root/rabbit/log" \
+    RABBITMQ_CONFIG_FILE="$root/rabbit/rabbitmq" RABBITMQ_ENABLED_PLUGINS_FILE="$root/rabbit/enabled_plugins" \
+    ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$epmd_port" /usr/lib/rabbitmq/bin/rabbitmq-server
+  wait_http "$etcd_url/health" 20
+  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null && break; sleep 0.1; done
+
+  export Queue__Adapters__WorkQueue=rabbitmq Queue__Adapters__Coordination=etcd
+  export Queue__Adapters__DataPath="$root/data" Queue__Etcd__Endpoints="$etcd_url"
+  export Queue__RabbitMq__ConnectionString="amqp://guest:guest@127.0.0.1:$amqp_port/" Queue__Worker__TempPath="$root/tmp"
+  for i in 1 2 3; do
+    Queue__Coordinator__CandidateId="coordinator-$i" start "coordinator-$i" \
+      dotnet "$bin/Queue.Coordinator/release/Queue.Coordinator.dll" --urls "http://127.0.0.1:510$i"
+  done
+  for i in $(seq 1 "$workers"); do
+    Queue__Worker__WorkerId="worker-$i" start "worker-$i" \
+      dotnet "$bin/Queue.Worker/release/Queue.Worker.dll" --urls "http://127.0.0.1:$((5200 + i))"
+  done
+  start ingress dotnet "$bin/Queue.Ingress/release/Queue.Ingress.dll" --urls http://127.0.0.1:5000
+  wait_http http://127.0.0.1:5000/healthz 30
+  echo "up: ingress http://127.0.0.1:5000, data in $root/data (put input under $root/data/<container>/), logs in $root/logs"
+}
+
+status() {
+  if [ ! -s "$pids" ]; then echo "down"; return 0; fi
+  while read -r name pid; do
+    if kill -0 "$pid" 2>/dev/null; then state=running; else state=exited; fi
+    extra=""
+    case $name in
+      coordinator-*) extra=$(curl -fsS "http://127.0.0.1:510${name#coordinator-}/coordinator" 2>/dev/null || true) ;;
+    esac
+    printf '%-14s %-8s %-8s %s\n' "$name" "$pid" "$state" "$extra"
+  done <"$pids"
+  curl -fsS http://127.0.0.1:5000/jobs 2>/dev/null | python3 -c 'import json,sys; j=json.load(sys.stdin); print(f"jobs: {len(j)}", {s: sum(1 for x in j if x["status"]["state"]==s) for s in {x["status"]["state"] for x in j}})' || true
+}
+
+down() {
+  if [ ! -s "$pids" ]; then echo "nothing to stop"; return 0; fi
+  # Reverse order: ingress and workers first (SIGTERM lets workers drain), servers last.
+  tac "$pids" | while read -r name pid; do
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    echo "stopped $name ($pid)"
+  done
+  : >"$pids"
+}
+
+case "${1:-}" in
+  up) up "${2:-2}" ;;
+  status) status ;;
+  down) down ;;
+  *) echo "usage: scripts/cluster.sh up [workers] | status | down" >&2; exit 2 ;;
+esac
