@@ -10,6 +10,8 @@ public static class CoordinatorHostingExtensions
     {
         builder.Services.AddOptions<CoordinatorOptions>().BindConfiguration(CoordinatorOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddSingleton<LeadershipState>();
+        builder.Services.AddSingleton<CoordinatorMetrics>();
+        builder.Services.AddHostedService<QueueDepthSampler>();
         builder.Services.AddHostedService<LeaderElectionService>();
         builder.Services.AddHostedService<JobScheduler>();
         return builder;

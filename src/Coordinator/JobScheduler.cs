@@ -23,6 +23,7 @@ public sealed class JobScheduler(
     [FromKeyedServices(QueueNames.Events)] IWorkQueue events,
     IOptions<CoordinatorOptions> options,
     IOptions<StorageOptions> storage,
+    CoordinatorMetrics metrics,
     TimeProvider time,
     ILogger<JobScheduler> logger) : BackgroundService
 {
@@ -121,7 +122,14 @@ public sealed class JobScheduler(
     /// <summary>Picks up new jobs, cancel requests, and (on the first scan) every active job's stored state.</summary>
     private async Task ScanJobsAsync(CancellationToken cancellationToken)
     {
-        foreach (var entry in await jobs.ListEntriesAsync(cancellationToken))
+        var entries = await jobs.ListEntriesAsync(cancellationToken);
+        var counts = new Dictionary<JobState, int>();
+        foreach (var entry in entries)
+        {
+            counts[entry.Status.State] = counts.GetValueOrDefault(entry.Status.State) + 1;
+        }
+        metrics.SetJobCounts(counts);
+        foreach (var entry in entries)
         {
             var id = entry.Spec.Id;
             if (entry.Status.IsTerminal || finished.Contains(id))
@@ -486,6 +494,7 @@ public sealed class JobScheduler(
             Log.JobFailed(logger, id, error);
         }
         Log.JobEnded(logger, id, state.ToString());
+        metrics.JobEnded(state, status.FinishedAt!.Value - status.SubmittedAt);
         if (storage.DeleteIntermediates)
         {
             try

@@ -9,6 +9,7 @@ namespace Queue.Coordinator;
 public sealed class LeaderElectionService(
     ILeaderElection election,
     LeadershipState state,
+    CoordinatorMetrics metrics,
     IOptions<CoordinatorOptions> options,
     ILogger<LeaderElectionService> logger) : BackgroundService
 {
@@ -35,6 +36,7 @@ public sealed class LeaderElectionService(
             }
             Log.BecameLeader(logger, candidate, leadership.Epoch);
             state.Set(leadership);
+            metrics.BecameLeader();
             try
             {
                 using var held = CancellationTokenSource.CreateLinkedTokenSource(leadership.Lost, stoppingToken);

@@ -1,4 +1,5 @@
 var builder = WebApplication.CreateBuilder(args);
+builder.AddQueueServiceDefaults();
 builder.AddQueueAdapters();
 builder.AddCoordinator();
 

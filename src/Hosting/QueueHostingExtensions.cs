@@ -11,7 +11,9 @@ using Queue.Adapters.RabbitMq;
 using Queue.Contracts;
 using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
+using OpenTelemetry.Metrics;
 using Queue.Hosting;
+using Queue.Hosting.Metrics;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -77,10 +79,27 @@ public static class QueueHostingExtensions
         return builder;
     }
 
-    /// <summary>Health endpoint every service serves.</summary>
+    /// <summary>Metrics every service exports: its own meters (<c>Queue.*</c>) and ASP.NET Core's HTTP server metrics.</summary>
+    public static TBuilder AddQueueServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    {
+        var exporter = new PrometheusTextExporter();
+        builder.Services.AddSingleton(exporter);
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter("Queue.*", "Microsoft.AspNetCore.Hosting")
+            // Second-based histograms need second-sized buckets (the SDK's defaults suit milliseconds).
+            .AddView(instrument => instrument.Unit == "s"
+                ? new ExplicitBucketHistogramConfiguration { Boundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600] }
+                : null)
+            .AddReader(exporter.CreateReader()));
+        return builder;
+    }
+
+    /// <summary><c>/healthz</c> and <c>/metrics</c> (Prometheus text format), served by every service.</summary>
     public static IEndpointRouteBuilder MapQueueDefaultEndpoints(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription();
+        endpoints.MapGet("/metrics", (PrometheusTextExporter exporter) =>
+            Results.Text(exporter.Scrape(), "text/plain; version=0.0.4; charset=utf-8")).ExcludeFromDescription();
         return endpoints;
     }
 }

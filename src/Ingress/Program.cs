@@ -1,6 +1,7 @@
 using Queue.Ingress;
 
 var builder = WebApplication.CreateBuilder(args);
+builder.AddQueueServiceDefaults();
 builder.AddQueueAdapters();
 builder.AddIngress();
 

@@ -21,6 +21,7 @@ public sealed class TaskProcessor(
     [FromKeyedServices(QueueNames.Events)] IWorkQueue events,
     TaskRunner runner,
     JobStore jobs,
+    WorkerMetrics metrics,
     IOptions<WorkerOptions> options,
     TimeProvider time,
     ILogger<TaskProcessor> logger) : BackgroundService
@@ -37,6 +38,7 @@ public sealed class TaskProcessor(
         // Running tasks get the drain time after shutdown begins, then are cancelled and abandoned.
         await using var registration = stoppingToken.Register(() => drain.CancelAfter(options.DrainTimeout));
         Log.WorkerStarted(logger, options.WorkerId, options.Slots);
+        metrics.ObserveSlots(() => BusySlots, options.Slots);
         var slots = new Task[options.Slots];
         for (var i = 0; i < slots.Length; i++)
         {
@@ -130,6 +132,7 @@ public sealed class TaskProcessor(
         {
             Log.TaskExhausted(logger, task.JobId, taskId, message.DeliveryCount);
             await message.DeadLetterAsync("MaxAttemptsExceeded", $"{task.MaxAttempts} attempts crashed or timed out without reporting.", CancellationToken.None);
+            metrics.DeadLettered(task.Phase);
             return;
         }
         if (await jobs.IsCancelRequestedAsync(task.JobId, CancellationToken.None))
@@ -141,6 +144,7 @@ public sealed class TaskProcessor(
         var attemptId = Guid.NewGuid().ToString("N")[..12];
         await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Started, null, null);
         Log.TaskStarted(logger, task.JobId, taskId, attemptId, message.DeliveryCount);
+        metrics.Started(task.Phase, message.DeliveryCount);
 
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(drain.Token);
         attempt.CancelAfter(task.TaskTimeout);
@@ -156,6 +160,7 @@ public sealed class TaskProcessor(
             await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters);
             await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
             Log.TaskSucceeded(logger, task.JobId, taskId, attemptId, time.GetElapsedTime(started).TotalMilliseconds);
+            metrics.Succeeded(task.Phase, time.GetElapsedTime(started), counters);
             return;
         }
         catch (Exception e) when (e is not OperationCanceledException || attempt.IsCancellationRequested)
@@ -167,6 +172,7 @@ public sealed class TaskProcessor(
             if (watch.LeaseLost)
             {
                 Log.LeaseLost(logger, task.JobId, taskId, attemptId);
+                metrics.LeaseLost();
                 return;
             }
             if (watch.JobCancelled)
@@ -185,10 +191,12 @@ public sealed class TaskProcessor(
                 ? $"Timed out after {task.TaskTimeout.TotalSeconds:0.###} s."
                 : $"{e.GetType().Name}: {e.Message}";
             Log.TaskFailed(logger, task.JobId, taskId, attemptId, message.DeliveryCount, error);
+            metrics.Failed(task.Phase, time.GetElapsedTime(started));
             await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, error, null);
             if (message.DeliveryCount >= task.MaxAttempts)
             {
                 await SettleAsync(message, (m, c) => m.DeadLetterAsync("MaxAttemptsExceeded", $"Attempt {m.DeliveryCount} of {task.MaxAttempts} failed: {error}", c));
+                metrics.DeadLettered(task.Phase);
             }
             else
             {
@@ -217,6 +225,7 @@ public sealed class TaskProcessor(
                 if (now >= renewAt)
                 {
                     await message.RenewLockAsync(attempt.Token);
+                    metrics.LeaseRenewed();
                 }
                 if (now >= nextCancelCheck)
                 {

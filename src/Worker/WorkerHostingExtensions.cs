@@ -25,6 +25,7 @@ public static class WorkerHostingExtensions
         builder.Services.AddOptions<WorkerOptions>().BindConfiguration(WorkerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddBuiltInApps();
         builder.Services.AddSingleton<TaskRunner>();
+        builder.Services.AddSingleton<WorkerMetrics>();
         builder.Services.AddHostedService<TaskProcessor>();
         // Shutdown waits for the drain: running tasks finish or are abandoned before the host stops.
         builder.Services.AddOptions<HostOptions>().Configure<IOptions<WorkerOptions>>((host, worker) =>
