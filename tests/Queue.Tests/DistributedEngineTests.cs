@@ -211,6 +211,67 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
         }
     }
 
+    [Fact]
+    public async Task SigtermLetsABusyWorkerFinishItsTasksWithinTheDrainTime()
+    {
+        await using var drainer = await cluster.StartAsync("Queue.Worker", new()
+        {
+            ["Queue__Worker__WorkerId"] = "drainer", ["Queue__Worker__Slots"] = "2", ["Queue__Worker__DrainTimeout"] = "00:00:15",
+        });
+        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "3" };
+        var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 10, reduceTasks = 2, args });
+        var running = await WaitForRunningOnAsync(id, "drainer");
+        drainer.Signal("TERM");
+        Assert.True(await drainer.WaitForExitAsync(TimeSpan.FromSeconds(15)), "The worker did not exit within its drain time.");
+        var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        var tasks = (await cluster.Client.GetDetailsAsync(id)).Tasks;
+        // What it was running when told to stop, it finished: one attempt each, won by the drainer.
+        Assert.All(running, index => Assert.Equal(("drainer", 1), (tasks[index].Worker, tasks[index].Attempts)));
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+    }
+
+    [Fact]
+    public async Task SigtermAbandonsWhatCannotFinishSoItIsRedeliveredAtOnce()
+    {
+        await using var drainer = await cluster.StartAsync("Queue.Worker", new()
+        {
+            ["Queue__Worker__WorkerId"] = "quitter", ["Queue__Worker__Slots"] = "2", ["Queue__Worker__DrainTimeout"] = "00:00:01",
+        });
+        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "4" };
+        var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 8, reduceTasks = 2, args });
+        var running = await WaitForRunningOnAsync(id, "quitter");
+        drainer.Signal("TERM");
+        Assert.True(await drainer.WaitForExitAsync(TimeSpan.FromSeconds(10)), "The worker did not exit after its drain time.");
+        Assert.Contains("abandoned at shutdown", drainer.Output, StringComparison.Ordinal);
+        var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(3));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        var tasks = (await cluster.Client.GetDetailsAsync(id)).Tasks;
+        foreach (var index in running)
+        {
+            Assert.NotEqual("quitter", tasks[index].Worker);
+            Assert.Equal(2, tasks[index].Attempts);
+        }
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+    }
+
+    /// <summary>Waits until the named worker runs at least one map task of the job; returns their indices.</summary>
+    private async Task<List<int>> WaitForRunningOnAsync(string id, string worker)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            var running = (await cluster.Client.GetDetailsAsync(id)).Tasks
+                .Where(t => t.Phase == TaskPhase.Map && t.State == TaskState.Running && t.Worker == worker).Select(t => t.Index).ToList();
+            if (running.Count > 0)
+            {
+                return running;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"{worker} never ran a task.");
+            await Task.Delay(50);
+        }
+    }
+
     private IEnumerable<string> OutputFiles(string id)
     {
         var folder = Path.Combine(cluster.Folder, "data", "dfs-dest", id);
