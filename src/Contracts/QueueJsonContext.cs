@@ -15,6 +15,7 @@ namespace Queue.Contracts;
 [JsonSerializable(typeof(JobView))]
 [JsonSerializable(typeof(List<JobView>))]
 [JsonSerializable(typeof(JobRequest))]
+[JsonSerializable(typeof(SeedRequest))]
 [JsonSerializable(typeof(JobCreated))]
 [JsonSerializable(typeof(JobDetails))]
 public sealed partial class QueueJsonContext : JsonSerializerContext;

@@ -306,6 +306,8 @@ public sealed class JobScheduler(
                 InputContainer = spec.InputContainer,
                 Split = records[i].Split,
                 FileName = records[i].Split?.Blob,
+                Mapper = spec.Mapper,
+                Reducer = spec.Reducer,
             };
             await tasks.SendAsync(JsonSerializer.SerializeToUtf8Bytes(message, QueueJsonContext.Default.TaskMessage), cancellationToken);
             sent.Add(i);

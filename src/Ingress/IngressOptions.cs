@@ -15,4 +15,8 @@ public sealed class IngressOptions
     /// the embedded one (the laptop default), off otherwise.
     /// </summary>
     public bool? HostEngine { get; set; }
+
+    /// <summary>Where <c>POST /request</c> looks for a <c>data</c> prefix that is not a container. Default <c>dfs-source</c> (the seeds').</summary>
+    [Required]
+    public string SourceContainer { get; set; } = "dfs-source";
 }

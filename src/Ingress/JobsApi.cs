@@ -12,6 +12,7 @@ public static class JobsApi
     public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapPost("/jobs", SubmitAsync);
+        endpoints.MapPost("/request", SubmitSeedRequestAsync);
         endpoints.MapGet("/jobs", async (JobStore jobs, CancellationToken ct) => Results.Ok(await jobs.ListAsync(ct)));
         endpoints.MapGet("/jobs/{id}", GetAsync);
         endpoints.MapGet("/jobs/{id}/tasks", GetTasksAsync);
@@ -22,7 +23,7 @@ public static class JobsApi
 
     private static async Task<IResult> SubmitAsync(HttpRequest http, JobSubmission submission, IOptions<IngressOptions> options, CancellationToken ct)
     {
-        var (request, error) = await ReadJsonAsync(http, options.Value.MaxRequestBodyBytes, ct);
+        var (request, error) = await ReadJsonAsync(http, options.Value.MaxRequestBodyBytes, QueueJsonContext.Default.JobRequest, ct);
         if (error is not null)
         {
             return error;
@@ -34,6 +35,56 @@ public static class JobsApi
         }
         var location = $"/jobs/{id}";
         return Results.Accepted(location, new JobCreated(id!, location));
+    }
+
+    /// <summary>
+    /// The seeds' request, unchanged: <c>{"mapper","reducer","data","m_num","r_num"}</c>. <c>data</c> names a
+    /// container, or else a prefix inside the source container (<c>Queue:Ingress:SourceContainer</c>).
+    /// </summary>
+    private static async Task<IResult> SubmitSeedRequestAsync(HttpRequest http, JobSubmission submission, IBlobStore blobs,
+        IOptions<IngressOptions> options, CancellationToken ct)
+    {
+        var (seed, error) = await ReadJsonAsync(http, options.Value.MaxRequestBodyBytes, QueueJsonContext.Default.SeedRequest, ct);
+        if (error is not null)
+        {
+            return error;
+        }
+        if (seed!.Phase is not null)
+        {
+            return Problem(400, "Phase not supported yet", "Running only the map or only the reduce phase ('phase') is not supported yet; omit it to run the whole job.");
+        }
+        if (string.IsNullOrWhiteSpace(seed.Data))
+        {
+            return Problem(400, "Invalid request", "'data' is required: a container, or a prefix of the source container.");
+        }
+        var input = seed.Data;
+        if (!input.Contains('/') && JobRequestValidator.IsContainerName(input) && !await AnyBlobAsync(blobs, input, ct))
+        {
+            input = $"{options.Value.SourceContainer}/{input}";
+        }
+        var (id, rejected) = await submission.SubmitAsync(new JobRequest
+        {
+            Mapper = seed.Mapper ?? "",
+            Reducer = seed.Reducer,
+            Input = input,
+            MapTasks = seed.MapTasks,
+            ReduceTasks = seed.ReduceTasks,
+        }, ct);
+        if (rejected is not null)
+        {
+            return Problem(rejected.Status, rejected.Title, rejected.Detail);
+        }
+        var location = $"/jobs/{id}";
+        return Results.Accepted(location, new JobCreated(id!, location));
+    }
+
+    private static async Task<bool> AnyBlobAsync(IBlobStore blobs, string container, CancellationToken ct)
+    {
+        await foreach (var _ in blobs.ListAsync(container, "", ct))
+        {
+            return true;
+        }
+        return false;
     }
 
     private static async Task<IResult> GetAsync(string id, bool? tasks, JobStore jobs, CancellationToken ct)
@@ -91,7 +142,8 @@ public static class JobsApi
     }
 
     /// <summary>Reads a bounded JSON body: 413 past the limit, 400 for anything that is not a job request.</summary>
-    private static async Task<(JobRequest? Request, IResult? Error)> ReadJsonAsync(HttpRequest http, int limit, CancellationToken ct)
+    private static async Task<(T? Request, IResult? Error)> ReadJsonAsync<T>(HttpRequest http, int limit, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, CancellationToken ct)
+        where T : class
     {
         if (http.ContentLength > limit)
         {
@@ -114,7 +166,7 @@ public static class JobsApi
         }
         try
         {
-            var request = JsonSerializer.Deserialize(buffer.AsSpan(0, total), QueueJsonContext.Default.JobRequest);
+            var request = JsonSerializer.Deserialize(buffer.AsSpan(0, total), type);
             return request is null
                 ? (null, Problem(400, "Invalid job request", "The body must be a JSON object describing the job."))
                 : (request, null);

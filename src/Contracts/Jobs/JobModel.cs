@@ -48,6 +48,10 @@ public sealed record JobSpec
     public int MaxAttempts { get; init; } = 4;
     public TimeSpan TaskTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public DateTimeOffset SubmittedAt { get; init; }
+    /// <summary>Streaming jobs (<see cref="App"/> is <c>streaming</c>): the mapper script in the scripts container.</summary>
+    public string? Mapper { get; init; }
+    /// <summary>Streaming jobs: the reducer script; none means the identity reducer.</summary>
+    public string? Reducer { get; init; }
 }
 
 /// <summary>Task counts of one phase.</summary>
@@ -72,6 +76,8 @@ public sealed record TaskCounters
     public long SpilledRecords { get; init; }
     /// <summary>Distinct keys a reduce task saw.</summary>
     public long InputGroups { get; init; }
+    /// <summary>User counters (<c>group.name</c>), from streaming scripts' <c>reporter:counter:</c> lines.</summary>
+    public Dictionary<string, long>? User { get; init; }
 
     public static TaskCounters Zero { get; } = new();
 
@@ -85,7 +91,22 @@ public sealed record TaskCounters
         CombineOutputRecords = CombineOutputRecords + other.CombineOutputRecords,
         SpilledRecords = SpilledRecords + other.SpilledRecords,
         InputGroups = InputGroups + other.InputGroups,
+        User = MergeUser(User, other.User),
     };
+
+    private static Dictionary<string, long>? MergeUser(Dictionary<string, long>? a, Dictionary<string, long>? b)
+    {
+        if (a is null || b is null)
+        {
+            return a ?? b;
+        }
+        var merged = new Dictionary<string, long>(a, StringComparer.Ordinal);
+        foreach (var (name, value) in b)
+        {
+            merged[name] = merged.GetValueOrDefault(name) + value;
+        }
+        return merged;
+    }
 }
 
 /// <summary>The job's live state, written only by the leading coordinator.</summary>

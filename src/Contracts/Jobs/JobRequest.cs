@@ -15,6 +15,30 @@ public sealed record JobRequest
     public Dictionary<string, string>? Args { get; init; }
     public int? MaxAttempts { get; init; }
     public int? TaskTimeoutSeconds { get; init; }
+    /// <summary>A Hadoop-streaming mapper script in the scripts container, instead of <see cref="App"/>.</summary>
+    public string? Mapper { get; init; }
+    /// <summary>The streaming reducer script; omitted means the identity reducer.</summary>
+    public string? Reducer { get; init; }
+    /// <summary>A streaming combiner script (not supported yet: rejected with 400).</summary>
+    public string? Combiner { get; init; }
+}
+
+/// <summary>The seeds' request: <c>POST /request</c>.</summary>
+public sealed record SeedRequest
+{
+    [System.Text.Json.Serialization.JsonPropertyName("mapper")]
+    public string? Mapper { get; init; }
+    [System.Text.Json.Serialization.JsonPropertyName("reducer")]
+    public string? Reducer { get; init; }
+    /// <summary>A container, or a prefix inside the source container.</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("data")]
+    public string? Data { get; init; }
+    [System.Text.Json.Serialization.JsonPropertyName("m_num")]
+    public int? MapTasks { get; init; }
+    [System.Text.Json.Serialization.JsonPropertyName("r_num")]
+    public int? ReduceTasks { get; init; }
+    [System.Text.Json.Serialization.JsonPropertyName("phase")]
+    public string? Phase { get; init; }
 }
 
 /// <summary>The answer to an accepted job.</summary>
@@ -30,6 +54,9 @@ public sealed record RequestError(int Status, string Title, string Detail);
 public static class JobRequestValidator
 {
     public const int MaxTasks = 10_000;
+
+    /// <summary>The app name of Hadoop-streaming jobs (user scripts instead of a built-in app).</summary>
+    public const string StreamingApp = "streaming";
     public const long DefaultSplitSizeBytes = 64L * 1024 * 1024;
 
     private static readonly SearchValues<char> NameChars =
@@ -39,9 +66,32 @@ public static class JobRequestValidator
     public static RequestError? TryCreateSpec(JobRequest request, string id, DateTimeOffset now, out JobSpec? spec)
     {
         spec = null;
+        if (request.Mapper is not null || request.Reducer is not null)
+        {
+            if (request.App is not null && request.App != StreamingApp)
+            {
+                return Bad("Give either 'app' or streaming scripts ('mapper', 'reducer'), not both.");
+            }
+            if (string.IsNullOrWhiteSpace(request.Mapper))
+            {
+                return Bad("A streaming job needs 'mapper'.");
+            }
+            foreach (var script in new[] { request.Mapper, request.Reducer })
+            {
+                if (script is not null && (script.Length == 0 || !IsSafeBlobPath(script)))
+                {
+                    return Bad("Script names must be relative paths without '..', '\\' or control characters.");
+                }
+            }
+            request = request with { App = StreamingApp };
+        }
+        if (request.Combiner is not null)
+        {
+            return Bad("Combiner scripts are not supported yet; built-in apps combine on their own.");
+        }
         if (string.IsNullOrWhiteSpace(request.App))
         {
-            return Bad("'app' is required.");
+            return Bad("'app' is required (or 'mapper' and 'reducer' for a streaming job).");
         }
         if (!IsSafeName(request.App, 64))
         {
@@ -105,6 +155,8 @@ public static class JobRequestValidator
             MaxAttempts = request.MaxAttempts ?? 4,
             TaskTimeout = TimeSpan.FromSeconds(request.TaskTimeoutSeconds ?? 600),
             SubmittedAt = now,
+            Mapper = request.Mapper,
+            Reducer = request.Reducer,
         };
         return null;
     }

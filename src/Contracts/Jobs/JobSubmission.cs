@@ -7,7 +7,7 @@ namespace Queue.Contracts.Jobs;
 /// Accepts a job request: validates it, checks the app and the input exist, and stores it as Pending.
 /// Nothing is stored for a rejected request. Shared by the HTTP ingress and the CLI.
 /// </summary>
-public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog apps, TimeProvider time)
+public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog apps, Microsoft.Extensions.Options.IOptions<StorageOptions> storage, TimeProvider time)
 {
     public async Task<(string? Id, RequestError? Error)> SubmitAsync(JobRequest request, CancellationToken cancellationToken)
     {
@@ -17,17 +17,30 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
         {
             return (null, invalid);
         }
-        if (!apps.Exists(spec!.App))
+        if (spec!.App == JobRequestValidator.StreamingApp)
+        {
+            foreach (var script in new[] { spec.Mapper, spec.Reducer })
+            {
+                if (script is not null && await blobs.GetPropertiesAsync(storage.Value.ScriptsContainer, script, cancellationToken) is null)
+                {
+                    return (null, new RequestError(422, "Script not found", $"There is no script '{script}' in the '{storage.Value.ScriptsContainer}' container."));
+                }
+            }
+        }
+        else if (!apps.Exists(spec.App))
         {
             return (null, new RequestError(422, "Unknown app", $"There is no app named '{spec.App}'. Known apps: {string.Join(", ", apps.Names)}."));
         }
-        try
+        else
         {
-            apps.Create(spec.App, spec.Args);
-        }
-        catch (ArgumentException e)
-        {
-            return (null, new RequestError(400, "Invalid app arguments", e.Message));
+            try
+            {
+                apps.Create(spec.App, spec.Args);
+            }
+            catch (ArgumentException e)
+            {
+                return (null, new RequestError(400, "Invalid app arguments", e.Message));
+            }
         }
         if (!await HasInputAsync(spec, cancellationToken))
         {

@@ -21,6 +21,9 @@ public sealed record TaskMessage
     public InputSplit? Split { get; init; }
     /// <summary>Map only: the document name the app sees (blob name relative to the input container).</summary>
     public string? FileName { get; init; }
+    /// <summary>Streaming jobs: the scripts, in the scripts container.</summary>
+    public string? Mapper { get; init; }
+    public string? Reducer { get; init; }
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<TaskEventKind>))]

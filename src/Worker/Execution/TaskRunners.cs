@@ -21,6 +21,10 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
     public async Task<TaskCounters> MapAsync(TaskMessage task, string attemptId, CancellationToken cancellationToken)
     {
         var split = task.Split ?? throw new InvalidDataException("A map task needs a split.");
+        if (task.App == JobRequestValidator.StreamingApp)
+        {
+            return await MapWithScriptAsync(task, split, attemptId, cancellationToken);
+        }
         var app = apps.Create(task.App, task.Args);
         long firstLine = 0;
         if (app.NeedsLineNumbers)
@@ -42,6 +46,22 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             }
             app.Map(new MapInput(fileName, text.Span, firstLine == 0 ? 0 : firstLine + before), collector);
         }
+        var (outputBytes, outputRecords) = await WriteMapOutputAsync(task, attemptId, collector, cancellationToken);
+        return new TaskCounters
+        {
+            InputBytes = reader.BytesRead,
+            InputRecords = reader.Lines,
+            OutputRecords = collector.OutputRecords,
+            OutputBytes = outputBytes,
+            CombineInputRecords = app.HasCombiner ? collector.OutputRecords : 0,
+            CombineOutputRecords = app.HasCombiner ? outputRecords : 0,
+            SpilledRecords = collector.SpilledRecords,
+        };
+    }
+
+    /// <summary>Sorts, combines and writes one intermediate blob per partition, each committed on its own.</summary>
+    private async Task<(long Bytes, long Records)> WriteMapOutputAsync(TaskMessage task, string attemptId, MapOutputCollector collector, CancellationToken cancellationToken)
+    {
         collector.Finish();
         long outputBytes = 0, outputRecords = 0;
         for (var partition = 0; partition < task.ReduceTasks; partition++)
@@ -57,22 +77,70 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             }
             await blob.CommitAsync(overwrite: true, cancellationToken);
         }
-        return new TaskCounters
+        return (outputBytes, outputRecords);
+    }
+
+    /// <summary>A streaming map: the split's lines go to the mapper script, its output lines are partitioned and sorted like any map output.</summary>
+    private async Task<TaskCounters> MapWithScriptAsync(TaskMessage task, InputSplit split, string attemptId, CancellationToken cancellationToken)
+    {
+        var work = Path.Combine(options.TempPath, attemptId);
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Mapper!, task.JobId, options.TempPath, work, cancellationToken);
+        var stream = await blobs.OpenReadAsync(task.InputContainer, split.Blob, Math.Max(0, split.Offset - 1), null, cancellationToken);
+        using var reader = new SplitReader(stream, split.Offset, split.Length);
+        using var collector = new MapOutputCollector(task.ReduceTasks, StreamingApp.Instance, options.SortBufferBytes, work);
+        try
         {
-            InputBytes = reader.BytesRead,
-            InputRecords = reader.Lines,
-            OutputRecords = collector.OutputRecords,
-            OutputBytes = outputBytes,
-            CombineInputRecords = app.HasCombiner ? collector.OutputRecords : 0,
-            CombineOutputRecords = app.HasCombiner ? outputRecords : 0,
-            SpilledRecords = collector.SpilledRecords,
-        };
+            await script.RunAsync(async (stdin, ct) =>
+            {
+                while (reader.TryReadChunk(out var text))
+                {
+                    await stdin.WriteAsync(text, ct);
+                }
+            }, line =>
+            {
+                var (key, value) = StreamingScript.Split(line);
+                collector.Emit(key, value);
+            }, new Dictionary<string, string>
+            {
+                ["mapreduce_map_input_file"] = task.FileName ?? split.Blob,
+                ["mapreduce_task_id"] = TaskNames.TaskId(TaskPhase.Map, task.Index),
+            }, cancellationToken);
+            var (outputBytes, outputRecords) = await WriteMapOutputAsync(task, attemptId, collector, cancellationToken);
+            return new TaskCounters
+            {
+                InputBytes = reader.BytesRead,
+                InputRecords = reader.Lines,
+                OutputRecords = collector.OutputRecords,
+                OutputBytes = outputBytes,
+                SpilledRecords = collector.SpilledRecords,
+                User = script.UserCounters.Count > 0 ? script.UserCounters : null,
+            };
+        }
+        finally
+        {
+            TryDeleteFolder(work);
+        }
+    }
+
+    private static void TryDeleteFolder(string folder)
+    {
+        try
+        {
+            if (Directory.Exists(folder))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+        catch (IOException)
+        {
+        }
     }
 
     /// <summary>Merges the winning map outputs of one partition, reduces each key, and commits the part once.</summary>
     public async Task<TaskCounters> ReduceAsync(TaskMessage task, CancellationToken cancellationToken)
     {
-        var app = apps.Create(task.App, task.Args);
+        var streaming = task.App == JobRequestValidator.StreamingApp;
+        var app = streaming ? StreamingApp.Instance : apps.Create(task.App, task.Args);
         var manifestBytes = await blobs.ReadAllBytesAsync(storage.IntermediateContainer, TaskNames.MapManifest(task.JobId), cancellationToken);
         var manifest = JsonSerializer.Deserialize(manifestBytes, QueueJsonContext.Default.MapManifest)
             ?? throw new InvalidDataException("Empty map manifest.");
@@ -95,12 +163,17 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             }
 
             await using var output = await blobs.OpenWriteAsync(storage.OutputContainer, TaskNames.OutputPart(task.JobId, task.Index), cancellationToken);
-            long groups = 0, records = 0, outputBytes = 0;
+            long groups = 0, records = 0, outputBytes = 0, outputRecords = 0;
+            Dictionary<string, long>? user = null;
             using (var text = new StreamWriter(output, new UTF8Encoding(false), 1 << 16, leaveOpen: true))
             using (var merged = new RecordGroups(new RecordMerger(inputs)))
             {
                 inputs = [];
-                while (merged.NextGroup())
+                if (streaming)
+                {
+                    (groups, outputRecords, outputBytes, user) = await ReduceWithScriptAsync(task, merged, text, spillFolder, cancellationToken);
+                }
+                while (!streaming && merged.NextGroup())
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     var key = Encoding.UTF8.GetString(merged.Key);
@@ -113,6 +186,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
                     outputBytes += Encoding.UTF8.GetByteCount(key) + Encoding.UTF8.GetByteCount(value) + 2;
                 }
                 records = merged.Records;
+                outputRecords = streaming ? outputRecords : groups;
             }
             // The first committed attempt wins; a later one finds the part there and reports the same result.
             await output.CommitAsync(overwrite: false, cancellationToken);
@@ -121,7 +195,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             {
                 inputBytes += reader.BytesRead;
             }
-            return new TaskCounters { InputBytes = inputBytes, InputRecords = records, InputGroups = groups, OutputRecords = groups, OutputBytes = outputBytes };
+            return new TaskCounters { InputBytes = inputBytes, InputRecords = records, InputGroups = groups, OutputRecords = outputRecords, OutputBytes = outputBytes, User = user };
         }
         finally
         {
@@ -134,6 +208,64 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
                 Directory.Delete(spillFolder, recursive: true);
             }
         }
+    }
+
+    /// <summary>
+    /// A streaming reduce: the partition's records go to the reducer script as <c>key&lt;TAB&gt;value</c>
+    /// lines sorted by key; its output lines are the job's output. Without a reducer the sorted
+    /// lines are the output (Hadoop's identity reducer).
+    /// </summary>
+    private async Task<(long Groups, long Records, long Bytes, Dictionary<string, long>? User)> ReduceWithScriptAsync(
+        TaskMessage task, RecordGroups merged, StreamWriter output, string work, CancellationToken cancellationToken)
+    {
+        long groups = 0, records = 0, bytes = 0;
+        if (task.Reducer is null)
+        {
+            while (merged.NextGroup())
+            {
+                groups++;
+                var key = Encoding.UTF8.GetString(merged.Key);
+                foreach (var value in merged.Values)
+                {
+                    output.Write(key);
+                    output.Write('\t');
+                    output.Write(value);
+                    output.Write('\n');
+                    records++;
+                    bytes += Encoding.UTF8.GetByteCount(key) + Encoding.UTF8.GetByteCount(value) + 2;
+                }
+            }
+            return (groups, records, bytes, null);
+        }
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Reducer, task.JobId, options.TempPath, work, cancellationToken);
+        await script.RunAsync(async (stdin, ct) =>
+        {
+            while (merged.NextGroup())
+            {
+                groups++;
+                var key = Encoding.UTF8.GetString(merged.Key);
+                foreach (var value in merged.Values)
+                {
+                    await stdin.WriteAsync(key);
+                    await stdin.WriteAsync('\t');
+                    await stdin.WriteAsync(value);
+                    await stdin.WriteAsync('\n');
+                }
+                ct.ThrowIfCancellationRequested();
+            }
+        }, line =>
+        {
+            // Output lines come from the script's stdout reader, one at a time.
+            output.Write(line);
+            output.Write('\n');
+            records++;
+            bytes += Encoding.UTF8.GetByteCount(line) + 1;
+        }, new Dictionary<string, string>
+        {
+            ["mapreduce_task_partition"] = task.Index.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["mapreduce_task_id"] = TaskNames.TaskId(TaskPhase.Reduce, task.Index),
+        }, cancellationToken);
+        return (groups, records, bytes, script.UserCounters.Count > 0 ? script.UserCounters : null);
     }
 
     private static IRecordSource PreMerge(List<IRecordSource> batch, string folder, CancellationToken cancellationToken)
