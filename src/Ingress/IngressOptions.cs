@@ -16,6 +16,12 @@ public sealed class IngressOptions
     /// </summary>
     public bool? HostEngine { get; set; }
 
+    /// <summary>
+    /// When set, every mutating endpoint (POST /jobs, POST /request, DELETE /jobs/{id}) requires it in
+    /// <c>X-Api-Key</c> or <c>Authorization: Bearer</c>: 401 without, 403 when wrong. Never logged.
+    /// </summary>
+    public string? ApiKey { get; set; }
+
     /// <summary>Where <c>POST /request</c> looks for a <c>data</c> prefix that is not a container. Default <c>dfs-source</c> (the seeds').</summary>
     [Required]
     public string SourceContainer { get; set; } = "dfs-source";

@@ -11,13 +11,13 @@ public static class JobsApi
 {
     public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapPost("/jobs", SubmitAsync);
-        endpoints.MapPost("/request", SubmitSeedRequestAsync);
+        endpoints.MapPost("/jobs", SubmitAsync).AddEndpointFilter<ApiKeyFilter>();
+        endpoints.MapPost("/request", SubmitSeedRequestAsync).AddEndpointFilter<ApiKeyFilter>();
         endpoints.MapGet("/jobs", async (JobStore jobs, CancellationToken ct) => Results.Ok(await jobs.ListAsync(ct)));
         endpoints.MapGet("/jobs/{id}", GetAsync);
         endpoints.MapGet("/jobs/{id}/tasks", GetTasksAsync);
         endpoints.MapGet("/jobs/{id}/output", GetOutputAsync);
-        endpoints.MapDelete("/jobs/{id}", CancelAsync);
+        endpoints.MapDelete("/jobs/{id}", CancelAsync).AddEndpointFilter<ApiKeyFilter>();
         return endpoints;
     }
 

@@ -170,3 +170,59 @@ public sealed class EngineEndToEndTests(EmbeddedEngineFixture engine) : IClassFi
         }
     }
 }
+
+/// <summary>An ingress configured with an API key.</summary>
+public sealed class ApiKeyTests : IAsyncLifetime
+{
+    private readonly string folder = Path.Combine(Path.GetTempPath(), "queue-apikey", Guid.NewGuid().ToString("N"));
+    private ServiceProcess ingress = null!;
+    private HttpClient http = null!;
+
+    public async Task InitializeAsync()
+    {
+        Directory.CreateDirectory(Path.Combine(folder, "data", "books"));
+        File.Copy(Path.Combine(RepoPaths.Gutenberg, "pg-metamorphosis.txt"), Path.Combine(folder, "data", "books", "pg-metamorphosis.txt"));
+        ingress = await ServiceProcess.StartAsync("Queue.Ingress", folder, new Dictionary<string, string>
+        {
+            ["Queue__Adapters__DataPath"] = Path.Combine(folder, "data"),
+            ["Queue__Ingress__ApiKey"] = "s3cret-key-for-tests",
+        });
+        http = new HttpClient { BaseAddress = ingress.BaseAddress };
+    }
+
+    public async Task DisposeAsync()
+    {
+        http.Dispose();
+        await ingress.DisposeAsync();
+        Directory.Delete(folder, recursive: true);
+    }
+
+    private Task<HttpResponseMessage> SubmitAsync(string? key)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/jobs") { Content = JsonContent.Create(new { app = "wordcount", input = "books" }) };
+        if (key is not null)
+        {
+            request.Headers.Add("X-Api-Key", key);
+        }
+        return http.SendAsync(request);
+    }
+
+    [Fact]
+    public async Task MutatingEndpointsNeedTheKeyAndReadsDoNot()
+    {
+        Assert.Equal(HttpStatusCode.Unauthorized, (await SubmitAsync(null)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await SubmitAsync("wrong")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.PostAsync("/request", JsonContent.Create(new { mapper = "m.py", data = "books" }))).StatusCode);
+        var accepted = await SubmitAsync("s3cret-key-for-tests");
+        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+        var id = (await accepted.Content.ReadFromJsonAsync<JobCreated>())!.Id;
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync($"/jobs/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.DeleteAsync($"/jobs/{id}")).StatusCode);
+        var bearer = new HttpRequestMessage(HttpMethod.Delete, $"/jobs/{id}");
+        bearer.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "s3cret-key-for-tests");
+        Assert.True((await http.SendAsync(bearer)).StatusCode is HttpStatusCode.Accepted or HttpStatusCode.Conflict);
+        // The key never shows in the service's output or in a job's status.
+        Assert.DoesNotContain("s3cret-key-for-tests", ingress.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret-key-for-tests", await http.GetStringAsync($"/jobs/{id}"), StringComparison.Ordinal);
+    }
+}
