@@ -4,4 +4,5 @@ using Queue.Cli;
 var root = new RootCommand("Queue: a message-queue driven MapReduce engine.");
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+JobCommands.AddTo(root);
 return await root.Parse(args).InvokeAsync();

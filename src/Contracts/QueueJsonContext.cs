@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
 
 namespace Queue.Contracts;
 
@@ -18,4 +19,6 @@ namespace Queue.Contracts;
 [JsonSerializable(typeof(SeedRequest))]
 [JsonSerializable(typeof(JobCreated))]
 [JsonSerializable(typeof(JobDetails))]
+[JsonSerializable(typeof(List<BlobItem>))]
+[JsonSerializable(typeof(BlobItem))]
 public sealed partial class QueueJsonContext : JsonSerializerContext;

@@ -10,4 +10,5 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.MapQueueDefaultEndpoints();
 app.MapJobsApi();
+app.MapBlobsApi();
 app.Run();

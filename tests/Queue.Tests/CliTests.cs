@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using Queue.Tests.Infrastructure;
+using Queue.Worker.Apps;
+
+namespace Queue.Tests;
+
+/// <summary>The <c>queue</c> CLI as a process against a running ingress.</summary>
+public sealed class CliTests(EmbeddedEngineFixture engine) : IClassFixture<EmbeddedEngineFixture>
+{
+    private static async Task<(int Exit, string Out, string Err)> RunAsync(string url, params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(RepoPaths.ServiceDll("Queue.Cli").Replace("Queue.Cli.dll", "queue.dll", StringComparison.Ordinal));
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+        info.Environment["QUEUE_URL"] = url;
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
+    private Task<(int Exit, string Out, string Err)> Cli(params string[] args) => RunAsync(engine.Ingress.BaseAddress.ToString(), args);
+
+    [Fact]
+    public async Task UploadSubmitWatchOutputAndDownloadThroughTheCli()
+    {
+        var upload = await Cli("upload", RepoPaths.Gutenberg, "--container", "cli-books");
+        Assert.True(upload.Exit == 0, upload.Err);
+        Assert.Contains("8 files", upload.Out, StringComparison.Ordinal);
+
+        var submit = await Cli("submit", "--app", "wordcount", "--input", "cli-books", "--maps", "6", "--reduces", "2", "--wait");
+        Assert.True(submit.Exit == 0, submit.Err + submit.Out);
+        var id = submit.Out.Split('\n')[0].Trim();
+        Assert.Contains("Succeeded", submit.Out, StringComparison.Ordinal);
+
+        var output = await Cli("output", id);
+        Assert.Equal(0, output.Exit);
+        var reference = SequentialReference.Run(new WordCountApp(), SequentialReference.ReadFolder(RepoPaths.Gutenberg));
+        Assert.Equal(reference, SequentialReference.SortByKey(output.Out.Split('\n')));
+
+        var status = await Cli("status", id);
+        Assert.Equal(0, status.Exit);
+        Assert.Contains("Succeeded", status.Out, StringComparison.Ordinal);
+        Assert.Contains("output: dfs-dest/" + id + "/part-00000", status.Out, StringComparison.Ordinal);
+
+        var list = await Cli("list");
+        Assert.Contains(id, list.Out, StringComparison.Ordinal);
+
+        var folder = Path.Combine(engine.Folder, "downloads");
+        var download = await Cli("download", id, "--to", folder);
+        Assert.True(download.Exit == 0, download.Err);
+        var lines = Directory.GetFiles(folder, "part-*", SearchOption.AllDirectories).SelectMany(File.ReadAllLines);
+        Assert.Equal(reference, SequentialReference.SortByKey(lines));
+
+        var cancel = await Cli("cancel", id);
+        Assert.Equal(1, cancel.Exit);
+        Assert.Contains("409", cancel.Err, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task BadInputGetsTheServersMessageAndANonZeroExit()
+    {
+        var bad = await Cli("submit", "--app", "wordcount", "--input", "cli-books", "--maps", "0");
+        Assert.Equal(1, bad.Exit);
+        Assert.Contains("'mapTasks' must be between 1 and 10000", bad.Err, StringComparison.Ordinal);
+
+        var unknown = await Cli("status", "nosuchjob");
+        Assert.Equal(1, unknown.Exit);
+        Assert.Contains("404", unknown.Err, StringComparison.Ordinal);
+
+        var usage = await Cli("submit", "--app", "wordcount");
+        Assert.NotEqual(0, usage.Exit);
+    }
+
+    [Fact]
+    public async Task AnUnreachableIngressIsReportedClearly()
+    {
+        var result = await RunAsync($"http://127.0.0.1:{ServiceProcess.FreePort()}", "list");
+        Assert.Equal(2, result.Exit);
+        Assert.Contains("Cannot reach the ingress at http://127.0.0.1:", result.Err, StringComparison.Ordinal);
+    }
+}
