@@ -7,6 +7,7 @@ need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server etcd-client)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing ${need[*]} ..."

@@ -21,4 +21,6 @@ namespace Queue.Contracts;
 [JsonSerializable(typeof(JobDetails))]
 [JsonSerializable(typeof(List<BlobItem>))]
 [JsonSerializable(typeof(BlobItem))]
+[JsonSerializable(typeof(List<QueueDepth>))]
+[JsonSerializable(typeof(List<WorkerSeen>))]
 public sealed partial class QueueJsonContext : JsonSerializerContext;

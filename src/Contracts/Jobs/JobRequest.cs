@@ -236,3 +236,6 @@ public static class JobRequestValidator
 
     private static RequestError Bad(string detail) => new(400, "Invalid job request", detail);
 }
+
+/// <summary>A worker as the dashboard lists it.</summary>
+public sealed record WorkerSeen(string Worker, DateTimeOffset LastSeen, int Tasks, int Running);
