@@ -153,6 +153,52 @@ public sealed class EtcdCoordinationTests : CoordinationConformance, IDisposable
     public void Dispose() => client.Dispose();
 
     [Fact]
+    public async Task WatchSeesEveryChangeOnceAcrossTheLossOfItsMember()
+    {
+        await using var cluster = await EtcdServer.StartAsync(memberCount: 3);
+        var members = cluster.MemberUrls;
+        using var watcher = new EtcdClient(Options.Create(new EtcdOptions { Endpoints = cluster.Endpoints }), NullLogger<EtcdClient>.Instance);
+        using var writer = new EtcdClient(Options.Create(new EtcdOptions { Endpoints = $"{members[1]},{members[2]}" }), NullLogger<EtcdClient>.Instance);
+        var store = new EtcdKeyValueStore(writer);
+        var start = (await store.TransactAsync([], [new KvWrite("/watched/start", [0])], CancellationToken.None), await store.GetAsync("/watched/start", CancellationToken.None)).Item2!.ModRevision;
+
+        var seen = new List<KvChange>();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var watch = Task.Run(async () =>
+        {
+            await foreach (var change in new EtcdKeyValueStore(watcher).WatchAsync("/watched/k", start, stop.Token))
+            {
+                lock (seen)
+                {
+                    seen.Add(change);
+                    if (seen.Count == 11)
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        for (var i = 0; i < 5; i++)
+        {
+            await store.TransactAsync([], [new KvWrite($"/watched/k{i}", [(byte)i])], CancellationToken.None);
+        }
+        await WaitForAsync(() => { lock (seen) { return seen.Count == 5; } }, TimeSpan.FromSeconds(10));
+
+        cluster.KillMember(0); // the member the watch streams from
+        for (var i = 5; i < 10; i++)
+        {
+            await store.TransactAsync([], [new KvWrite($"/watched/k{i}", [(byte)i])], CancellationToken.None);
+        }
+        await store.TransactAsync([], [KvWrite.Delete("/watched/k0")], CancellationToken.None);
+        await watch.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => $"/watched/k{i}").Append("/watched/k0"), seen.Select(c => c.Key));
+        Assert.Null(seen[^1].Value);
+        Assert.Equal(seen.Select(c => c.Revision).Order(), seen.Select(c => c.Revision));
+        Assert.Equal(seen.Count, seen.Select(c => c.Revision).Distinct().Count());
+    }
+
+    [Fact]
     public async Task UnreachableEtcdGivesAClearError()
     {
         using var dead = new EtcdClient(Options.Create(new EtcdOptions

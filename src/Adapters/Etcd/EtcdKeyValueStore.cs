@@ -54,6 +54,22 @@ public sealed class EtcdKeyValueStore(EtcdClient client) : IKeyValueStore
         return response.Succeeded;
     }
 
+    /// <summary>
+    /// Every change under <paramref name="prefix"/> from <paramref name="fromRevision"/> on, in revision
+    /// order; survives broken streams and member failures without losing or repeating a change.
+    /// </summary>
+    public async IAsyncEnumerable<KvChange> WatchAsync(string prefix, long fromRevision, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var (revision, change) in client.WatchAsync(Encoding.UTF8.GetBytes(prefix), fromRevision, cancellationToken))
+        {
+            var key = Encoding.UTF8.GetString(change.Kv?.Key ?? []);
+            yield return change.Type == "DELETE" ? new KvChange(key, null, revision) : new KvChange(key, change.Kv?.Value ?? [], revision);
+        }
+    }
+
     internal static KvEntry ToEntry(KeyValue kv) =>
         new(Encoding.UTF8.GetString(kv.Key), kv.Value ?? [], kv.CreateRevision, kv.ModRevision);
 }
+
+/// <summary>One change seen by a watch: a put (<see cref="Value"/> set) or a delete.</summary>
+public sealed record KvChange(string Key, byte[]? Value, long Revision);
