@@ -182,7 +182,7 @@ public sealed class JobScheduler(
                 await PlanAsync(run, cancellationToken);
                 break;
             case JobState.Mapping when JobRun.AllDone(run.Maps):
-                await StartReducePhaseAsync(run, cancellationToken);
+                await FinishMapPhaseAsync(run, cancellationToken);
                 break;
             case JobState.Mapping:
                 await SendPlannedAsync(run, TaskPhase.Map, cancellationToken);
@@ -202,6 +202,12 @@ public sealed class JobScheduler(
     private async Task PlanAsync(JobRun run, CancellationToken cancellationToken)
     {
         var spec = run.Spec;
+        if (spec.MapJob is not null)
+        {
+            // A reduce-only job: the map-only job's manifest and intermediates are its map phase.
+            await StartReducePhaseAsync(run, cancellationToken);
+            return;
+        }
         var inputs = new List<BlobItem>();
         await foreach (var blob in blobs.ListAsync(spec.InputContainer, spec.InputPrefix, cancellationToken))
         {
@@ -230,7 +236,7 @@ public sealed class JobScheduler(
             State = JobState.Mapping,
             StartedAt = time.GetUtcNow(),
             Map = JobRun.Progress(maps),
-            Reduce = new PhaseProgress { Total = spec.ReduceTasks, Queued = spec.ReduceTasks },
+            Reduce = spec.MapOnly ? new PhaseProgress() : new PhaseProgress { Total = spec.ReduceTasks, Queued = spec.ReduceTasks },
         };
         var writes = new List<KvWrite>(maps.Length + 1);
         foreach (var map in maps)
@@ -245,7 +251,8 @@ public sealed class JobScheduler(
         await SendPlannedAsync(run, TaskPhase.Map, cancellationToken);
     }
 
-    private async Task StartReducePhaseAsync(JobRun run, CancellationToken cancellationToken)
+    /// <summary>Every map is done: record the winners in the manifest, then reduce — or end here for a map-only job.</summary>
+    private async Task FinishMapPhaseAsync(JobRun run, CancellationToken cancellationToken)
     {
         var spec = run.Spec;
         var winners = new List<string>(run.Maps.Length);
@@ -257,6 +264,17 @@ public sealed class JobScheduler(
         await blobs.CreateContainerIfMissingAsync(storage.IntermediateContainer, cancellationToken);
         await blobs.PutAsync(storage.IntermediateContainer, TaskNames.MapManifest(spec.Id),
             JsonSerializer.SerializeToUtf8Bytes(new MapManifest(spec.Id, winners), QueueJsonContext.Default.MapManifest), cancellationToken);
+        if (spec.MapOnly)
+        {
+            await EndAsync(run, JobState.Succeeded, null, cancellationToken);
+            return;
+        }
+        await StartReducePhaseAsync(run, cancellationToken);
+    }
+
+    private async Task StartReducePhaseAsync(JobRun run, CancellationToken cancellationToken)
+    {
+        var spec = run.Spec;
         var reduces = new TaskRecord[spec.ReduceTasks];
         var writes = new List<KvWrite>(reduces.Length + 1);
         for (var r = 0; r < reduces.Length; r++)
@@ -267,6 +285,7 @@ public sealed class JobScheduler(
         var status = run.Status with
         {
             State = JobState.Reducing,
+            StartedAt = run.Status.StartedAt ?? time.GetUtcNow(),
             MapFinishedAt = run.Status.MapFinishedAt ?? time.GetUtcNow(),
             Map = JobRun.Progress(run.Maps),
             Reduce = JobRun.Progress(reduces),
@@ -308,6 +327,7 @@ public sealed class JobScheduler(
                 FileName = records[i].Split?.Blob,
                 Mapper = spec.Mapper,
                 Reducer = spec.Reducer,
+                IntermediatesOf = spec.MapJob ?? spec.Id,
             };
             await tasks.SendAsync(JsonSerializer.SerializeToUtf8Bytes(message, QueueJsonContext.Default.TaskMessage), cancellationToken);
             sent.Add(i);
@@ -401,7 +421,7 @@ public sealed class JobScheduler(
         {
             if (report.Phase == TaskPhase.Map && run.Status.State == JobState.Mapping && JobRun.AllDone(run.Maps))
             {
-                await StartReducePhaseAsync(run, cancellationToken);
+                await FinishMapPhaseAsync(run, cancellationToken);
             }
             else if (report.Phase == TaskPhase.Reduce && run.Status.State == JobState.Reducing && JobRun.AllDone(run.Reduces))
             {
@@ -460,7 +480,7 @@ public sealed class JobScheduler(
     {
         var id = run.Spec.Id;
         var outputs = new List<string>();
-        if (state == JobState.Succeeded)
+        if (state == JobState.Succeeded && !run.Spec.MapOnly)
         {
             for (var r = 0; r < run.Spec.ReduceTasks; r++)
             {
@@ -473,7 +493,7 @@ public sealed class JobScheduler(
             Error = error,
             FinishedAt = time.GetUtcNow(),
             Outputs = outputs,
-            OutputContainer = state == JobState.Succeeded ? storage.OutputContainer : null,
+            OutputContainer = state == JobState.Succeeded && !run.Spec.MapOnly ? storage.OutputContainer : null,
             Map = JobRun.Progress(run.Maps),
             Reduce = run.Reduces.Length > 0 ? JobRun.Progress(run.Reduces) : run.Status.Reduce,
         };
@@ -497,7 +517,8 @@ public sealed class JobScheduler(
         }
         Log.JobEnded(logger, id, state.ToString());
         metrics.JobEnded(state, status.FinishedAt!.Value - status.SubmittedAt);
-        if (storage.DeleteIntermediates)
+        // A succeeded map-only job keeps its intermediates for the reduce-only job that follows.
+        if (storage.DeleteIntermediates && !(run.Spec.MapOnly && state == JobState.Succeeded))
         {
             try
             {

@@ -49,9 +49,10 @@ public static class JobsApi
         {
             return error;
         }
-        if (seed!.Phase is not null)
+        if (seed!.Phase == "reduce")
         {
-            return Problem(400, "Phase not supported yet", "Running only the map or only the reduce phase ('phase') is not supported yet; omit it to run the whole job.");
+            var (reduceId, refused) = await submission.SubmitAsync(new JobRequest { Reducer = seed.Reducer ?? "", Phase = "reduce", MapJob = seed.Job }, ct);
+            return refused is not null ? Problem(refused.Status, refused.Title, refused.Detail) : Results.Accepted($"/jobs/{reduceId}", new JobCreated(reduceId!, $"/jobs/{reduceId}"));
         }
         if (string.IsNullOrWhiteSpace(seed.Data))
         {
@@ -69,6 +70,7 @@ public static class JobsApi
             Input = input,
             MapTasks = seed.MapTasks,
             ReduceTasks = seed.ReduceTasks,
+            Phase = seed.Phase,
         }, ct);
         if (rejected is not null)
         {

@@ -140,13 +140,37 @@ public sealed class StreamingTests(EmbeddedEngineFixture engine) : IClassFixture
         Assert.Equal(view.Status.MapCounters.InputRecords, view.Status.MapCounters.User!["wc.lines"]);
     }
 
+    [Fact]
+    public async Task MapPhaseThenReducePhaseEqualsTheOneShotJob()
+    {
+        AddSampleScripts();
+        var mapId = await RequestAsync(new { mapper = "mapper.py", reducer = "reducer.py", data = "books", m_num = 6, r_num = 3, phase = "map" });
+        var mapped = await engine.Client.WaitAsync(mapId, TimeSpan.FromMinutes(1));
+        Assert.True(mapped.Status.State == JobState.Succeeded, mapped.Status.Error);
+        Assert.Empty(mapped.Status.Outputs);
+        Assert.True(Directory.Exists(Path.Combine(engine.DataPath, "dfs-intermediate", mapId)), "A map-only job keeps its intermediates.");
+
+        var reduceId = await RequestAsync(new { reducer = "reducer.py", phase = "reduce", job = mapId });
+        var reduced = await engine.Client.WaitAsync(reduceId, TimeSpan.FromMinutes(1));
+        Assert.True(reduced.Status.State == JobState.Succeeded, reduced.Status.Error);
+        Assert.Equal(0, reduced.Status.Map.Total);
+        Assert.Equal(3, reduced.Status.Reduce.Total);
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await engine.Client.OutputAsync(reduceId));
+
+        // Reducing a job that is not a finished map-only job is refused.
+        var again = await engine.Client.Http.PostAsJsonAsync("/request", new { reducer = "reducer.py", phase = "reduce", job = reduceId });
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+    }
+
     [Theory]
     [InlineData("{\"mapper\":\"nosuch.py\",\"reducer\":\"reducer.py\",\"data\":\"books\",\"m_num\":2,\"r_num\":1}", 422)]
     [InlineData("{\"mapper\":\"../../etc/passwd\",\"data\":\"books\"}", 400)]
     [InlineData("{\"mapper\":\"mapper.py\",\"data\":\"books\",\"m_num\":0}", 400)]
     [InlineData("{\"mapper\":\"mapper.py\",\"data\":\"books\",\"r_num\":10001}", 400)]
     [InlineData("{\"mapper\":\"mapper.py\",\"data\":\"nosuchdata\"}", 404)]
-    [InlineData("{\"mapper\":\"mapper.py\",\"data\":\"books\",\"phase\":\"map\"}", 400)]
+    [InlineData("{\"mapper\":\"mapper.py\",\"data\":\"books\",\"phase\":\"both\"}", 400)]
+    [InlineData("{\"reducer\":\"reducer.py\",\"phase\":\"reduce\"}", 400)]
+    [InlineData("{\"reducer\":\"reducer.py\",\"phase\":\"reduce\",\"job\":\"nosuchjob\"}", 404)]
     public async Task BadSeedRequestsGetProblemDetails(string body, int status)
     {
         AddSampleScripts();

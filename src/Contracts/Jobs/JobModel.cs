@@ -52,6 +52,10 @@ public sealed record JobSpec
     public string? Mapper { get; init; }
     /// <summary>Streaming jobs: the reducer script; none means the identity reducer.</summary>
     public string? Reducer { get; init; }
+    /// <summary>Run only the map phase and keep its intermediates for a later reduce-only job.</summary>
+    public bool MapOnly { get; init; }
+    /// <summary>Run only the reduce phase, over the intermediates of this earlier map-only job.</summary>
+    public string? MapJob { get; init; }
 }
 
 /// <summary>Task counts of one phase.</summary>
@@ -139,6 +143,9 @@ public sealed record JobStatus
     public double? ReduceSeconds => MapFinishedAt is { } m ? ((FinishedAt ?? DateTimeOffset.UtcNow) - m).TotalSeconds : null;
 
     public bool IsTerminal => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
+
+    /// <summary>Attempts that ended neither in success nor in a reported failure: crashed workers, lost leases, cancellations.</summary>
+    public int KilledAttempts => Math.Max(0, Attempts - FailedAttempts - Map.Done - Reduce.Done - Map.Running - Reduce.Running);
 }
 
 /// <summary>A map split: a byte range of one blob, cut at line boundaries when read.</summary>

@@ -21,6 +21,10 @@ public sealed record JobRequest
     public string? Reducer { get; init; }
     /// <summary>A streaming combiner script (not supported yet: rejected with 400).</summary>
     public string? Combiner { get; init; }
+    /// <summary><c>map</c>: run only the map phase and keep its intermediates; <c>reduce</c>: reduce the intermediates of <see cref="MapJob"/>.</summary>
+    public string? Phase { get; init; }
+    /// <summary>With <c>phase: reduce</c>, the id of the earlier map-only job.</summary>
+    public string? MapJob { get; init; }
 }
 
 /// <summary>The seeds' request: <c>POST /request</c>.</summary>
@@ -39,6 +43,9 @@ public sealed record SeedRequest
     public int? ReduceTasks { get; init; }
     [System.Text.Json.Serialization.JsonPropertyName("phase")]
     public string? Phase { get; init; }
+    /// <summary>With <c>phase: reduce</c>, the id of the earlier map run.</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("job")]
+    public string? Job { get; init; }
 }
 
 /// <summary>The answer to an accepted job.</summary>
@@ -66,24 +73,36 @@ public static class JobRequestValidator
     public static RequestError? TryCreateSpec(JobRequest request, string id, DateTimeOffset now, out JobSpec? spec)
     {
         spec = null;
-        if (request.Mapper is not null || request.Reducer is not null)
+        if (request.Mapper is { Length: > 0 } || request.Reducer is not null)
         {
             if (request.App is not null && request.App != StreamingApp)
             {
                 return Bad("Give either 'app' or streaming scripts ('mapper', 'reducer'), not both.");
             }
-            if (string.IsNullOrWhiteSpace(request.Mapper))
+            if (string.IsNullOrWhiteSpace(request.Mapper) && request.Phase != "reduce")
             {
                 return Bad("A streaming job needs 'mapper'.");
             }
             foreach (var script in new[] { request.Mapper, request.Reducer })
             {
-                if (script is not null && (script.Length == 0 || !IsSafeBlobPath(script)))
+                if (script is { Length: > 0 } && !IsSafeBlobPath(script))
                 {
                     return Bad("Script names must be relative paths without '..', '\\' or control characters.");
                 }
             }
             request = request with { App = StreamingApp };
+        }
+        if (request.Phase is not (null or "map" or "reduce"))
+        {
+            return Bad("'phase' is 'map' (map only, keep intermediates) or 'reduce' (reduce an earlier map-only job's intermediates).");
+        }
+        if (request.Phase == "reduce" && (request.MapJob is null || !IsJobId(request.MapJob)))
+        {
+            return Bad("'phase': 'reduce' needs the id of the earlier map-only job ('mapJob', or 'job' in POST /request).");
+        }
+        if (request.Phase != "reduce" && request.MapJob is not null)
+        {
+            return Bad("'mapJob' goes with 'phase': 'reduce'.");
         }
         if (request.Combiner is not null)
         {
@@ -96,6 +115,11 @@ public static class JobRequestValidator
         if (!IsSafeName(request.App, 64))
         {
             return Bad("'app' may hold only letters, digits, '-', '_' and '.'.");
+        }
+        if (request.Phase == "reduce" && string.IsNullOrWhiteSpace(request.Input))
+        {
+            // A reduce-only job reads the map job's intermediates; its input is taken from that job.
+            request = request with { Input = "pending" };
         }
         if (string.IsNullOrWhiteSpace(request.Input))
         {
@@ -155,8 +179,10 @@ public static class JobRequestValidator
             MaxAttempts = request.MaxAttempts ?? 4,
             TaskTimeout = TimeSpan.FromSeconds(request.TaskTimeoutSeconds ?? 600),
             SubmittedAt = now,
-            Mapper = request.Mapper,
-            Reducer = request.Reducer,
+            Mapper = string.IsNullOrEmpty(request.Mapper) ? null : request.Mapper,
+            Reducer = string.IsNullOrEmpty(request.Reducer) ? null : request.Reducer,
+            MapOnly = request.Phase == "map",
+            MapJob = request.MapJob,
         };
         return null;
     }

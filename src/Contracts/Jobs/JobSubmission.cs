@@ -17,7 +17,20 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
         {
             return (null, invalid);
         }
-        if (spec!.App == JobRequestValidator.StreamingApp)
+        if (spec!.MapJob is { } mapJobId)
+        {
+            if (await jobs.GetAsync(mapJobId, cancellationToken) is not { } mapJob)
+            {
+                return (null, new RequestError(404, "Map job not found", $"There is no job '{mapJobId}' to reduce."));
+            }
+            if (!mapJob.Spec.MapOnly || mapJob.Status.State != JobState.Succeeded)
+            {
+                return (null, new RequestError(409, "Not a finished map-only job", $"Job '{mapJobId}' is {mapJob.Status.State}{(mapJob.Spec.MapOnly ? "" : " and not a map-only job")}; reduce a succeeded 'phase: map' job."));
+            }
+            // Partitions were fixed when the map ran.
+            spec = spec with { ReduceTasks = mapJob.Spec.ReduceTasks, InputContainer = mapJob.Spec.InputContainer, InputPrefix = mapJob.Spec.InputPrefix };
+        }
+        if (spec.App == JobRequestValidator.StreamingApp)
         {
             foreach (var script in new[] { spec.Mapper, spec.Reducer })
             {
@@ -42,7 +55,7 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
                 return (null, new RequestError(400, "Invalid app arguments", e.Message));
             }
         }
-        if (!await HasInputAsync(spec, cancellationToken))
+        if (spec.MapJob is null && !await HasInputAsync(spec, cancellationToken))
         {
             return (null, new RequestError(404, "Input not found", $"No blobs found under '{spec.InputContainer}/{spec.InputPrefix}'."));
         }

@@ -21,6 +21,8 @@ public sealed record TaskMessage
     public InputSplit? Split { get; init; }
     /// <summary>Map only: the document name the app sees (blob name relative to the input container).</summary>
     public string? FileName { get; init; }
+    /// <summary>Reduce only: the job whose map outputs to read (itself, or the map-only job a reduce-only job continues).</summary>
+    public string? IntermediatesOf { get; init; }
     /// <summary>Streaming jobs: the scripts, in the scripts container.</summary>
     public string? Mapper { get; init; }
     public string? Reducer { get; init; }

@@ -141,7 +141,8 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
     {
         var streaming = task.App == JobRequestValidator.StreamingApp;
         var app = streaming ? StreamingApp.Instance : apps.Create(task.App, task.Args);
-        var manifestBytes = await blobs.ReadAllBytesAsync(storage.IntermediateContainer, TaskNames.MapManifest(task.JobId), cancellationToken);
+        var source = task.IntermediatesOf ?? task.JobId;
+        var manifestBytes = await blobs.ReadAllBytesAsync(storage.IntermediateContainer, TaskNames.MapManifest(source), cancellationToken);
         var manifest = JsonSerializer.Deserialize(manifestBytes, QueueJsonContext.Default.MapManifest)
             ?? throw new InvalidDataException("Empty map manifest.");
         var spillFolder = Path.Combine(options.TempPath, $"{task.JobId}-r{task.Index}-{Guid.NewGuid():N}");
@@ -151,7 +152,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
         {
             for (var m = 0; m < manifest.Attempts.Count; m++)
             {
-                var stream = await blobs.OpenReadAsync(storage.IntermediateContainer, TaskNames.MapOutput(task.JobId, m, manifest.Attempts[m], task.Index), 0, null, cancellationToken);
+                var stream = await blobs.OpenReadAsync(storage.IntermediateContainer, TaskNames.MapOutput(source, m, manifest.Attempts[m], task.Index), 0, null, cancellationToken);
                 var reader = new RecordReader(stream);
                 counting.Add(reader);
                 inputs.Add(reader);
