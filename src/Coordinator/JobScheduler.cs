@@ -327,6 +327,8 @@ public sealed class JobScheduler(
                 FileName = records[i].Split?.Blob,
                 Mapper = spec.Mapper,
                 Reducer = spec.Reducer,
+                Combiner = spec.Combiner,
+                SkipBadRecords = spec.SkipBadRecords,
                 IntermediatesOf = spec.MapJob ?? spec.Id,
             };
             await tasks.SendAsync(JsonSerializer.SerializeToUtf8Bytes(message, QueueJsonContext.Default.TaskMessage), cancellationToken);

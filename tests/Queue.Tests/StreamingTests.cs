@@ -162,6 +162,38 @@ public sealed class StreamingTests(EmbeddedEngineFixture engine) : IClassFixture
         Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
     }
 
+    [Fact]
+    public async Task ACombinerScriptShrinksMapOutputAndKeepsTheResult()
+    {
+        AddSampleScripts();
+        File.Copy(Path.Combine(RepoPaths.Root, "samples", "streaming", "combiner.py"), Path.Combine(Scripts, "combiner.py"), overwrite: true);
+        var id = await engine.Client.SubmitAsync(new { mapper = "mapper.py", combiner = "combiner.py", reducer = "reducer.py", input = "books", mapTasks = 6, reduceTasks = 3 });
+        var view = await engine.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await engine.Client.OutputAsync(id));
+        var map = view.Status.MapCounters;
+        Assert.Equal(map.OutputRecords, map.CombineInputRecords);
+        Assert.True(map.CombineOutputRecords < map.CombineInputRecords / 3, $"combine {map.CombineInputRecords} -> {map.CombineOutputRecords}");
+        Assert.Equal(map.CombineOutputRecords, view.Status.ReduceCounters.InputRecords);
+    }
+
+    [Fact]
+    public async Task BadRecordsAreSkippedCountedAndListedWhenAsked()
+    {
+        var args = new Dictionary<string, string> { ["badRecord"] = "Gregor" };
+        var id = await engine.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 8, reduceTasks = 2, args, skipBadRecords = true });
+        var view = await engine.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        var clean = Books.Value.Select(b => (b.Name, string.Join('\n', b.Text.Split('\n').Where(line => !line.Contains("Gregor", StringComparison.Ordinal))))).ToList();
+        var badLines = Books.Value.Sum(b => b.Text.Split('\n').Count(line => line.Contains("Gregor", StringComparison.Ordinal)));
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), clean), await engine.Client.OutputAsync(id));
+        Assert.Equal(badLines, view.Status.MapCounters.SkippedRecords);
+        Assert.Contains(view.Status.MapCounters.SkippedSamples!, s => s.Contains("pg-metamorphosis.txt", StringComparison.Ordinal) && s.Contains("Gregor", StringComparison.Ordinal));
+
+        var strict = await engine.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 8, reduceTasks = 2, args, maxAttempts = 1 });
+        Assert.Equal(JobState.Failed, (await engine.Client.WaitAsync(strict, TimeSpan.FromMinutes(1))).Status.State);
+    }
+
     [Theory]
     [InlineData("{\"mapper\":\"nosuch.py\",\"reducer\":\"reducer.py\",\"data\":\"books\",\"m_num\":2,\"r_num\":1}", 422)]
     [InlineData("{\"mapper\":\"../../etc/passwd\",\"data\":\"books\"}", 400)]

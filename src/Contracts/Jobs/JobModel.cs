@@ -52,6 +52,10 @@ public sealed record JobSpec
     public string? Mapper { get; init; }
     /// <summary>Streaming jobs: the reducer script; none means the identity reducer.</summary>
     public string? Reducer { get; init; }
+    /// <summary>Streaming jobs: a combiner script run over each map task's sorted output.</summary>
+    public string? Combiner { get; init; }
+    /// <summary>Skip map records the app throws on (counted and listed) instead of failing the attempt.</summary>
+    public bool SkipBadRecords { get; init; }
     /// <summary>Run only the map phase and keep its intermediates for a later reduce-only job.</summary>
     public bool MapOnly { get; init; }
     /// <summary>Run only the reduce phase, over the intermediates of this earlier map-only job.</summary>
@@ -80,6 +84,10 @@ public sealed record TaskCounters
     public long SpilledRecords { get; init; }
     /// <summary>Distinct keys a reduce task saw.</summary>
     public long InputGroups { get; init; }
+    /// <summary>Map records skipped because the app threw on them (with <c>skipBadRecords</c>).</summary>
+    public long SkippedRecords { get; init; }
+    /// <summary>A few of the skipped records, with the error each raised.</summary>
+    public List<string>? SkippedSamples { get; init; }
     /// <summary>User counters (<c>group.name</c>), from streaming scripts' <c>reporter:counter:</c> lines.</summary>
     public Dictionary<string, long>? User { get; init; }
 
@@ -95,6 +103,10 @@ public sealed record TaskCounters
         CombineOutputRecords = CombineOutputRecords + other.CombineOutputRecords,
         SpilledRecords = SpilledRecords + other.SpilledRecords,
         InputGroups = InputGroups + other.InputGroups,
+        SkippedRecords = SkippedRecords + other.SkippedRecords,
+        SkippedSamples = SkippedSamples is null || other.SkippedSamples is null
+            ? SkippedSamples ?? other.SkippedSamples
+            : [.. SkippedSamples, .. other.SkippedSamples[..Math.Min(other.SkippedSamples.Count, Math.Max(0, 20 - SkippedSamples.Count))]],
         User = MergeUser(User, other.User),
     };
 

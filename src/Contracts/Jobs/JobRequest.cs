@@ -19,8 +19,10 @@ public sealed record JobRequest
     public string? Mapper { get; init; }
     /// <summary>The streaming reducer script; omitted means the identity reducer.</summary>
     public string? Reducer { get; init; }
-    /// <summary>A streaming combiner script (not supported yet: rejected with 400).</summary>
+    /// <summary>A streaming combiner script, run over each map task's sorted output.</summary>
     public string? Combiner { get; init; }
+    /// <summary>Skip map records the app throws on (counted and listed) instead of failing the attempt.</summary>
+    public bool? SkipBadRecords { get; init; }
     /// <summary><c>map</c>: run only the map phase and keep its intermediates; <c>reduce</c>: reduce the intermediates of <see cref="MapJob"/>.</summary>
     public string? Phase { get; init; }
     /// <summary>With <c>phase: reduce</c>, the id of the earlier map-only job.</summary>
@@ -104,9 +106,9 @@ public static class JobRequestValidator
         {
             return Bad("'mapJob' goes with 'phase': 'reduce'.");
         }
-        if (request.Combiner is not null)
+        if (request.Combiner is not null && (request.App != StreamingApp || !IsSafeBlobPath(request.Combiner) || request.Combiner.Length == 0))
         {
-            return Bad("Combiner scripts are not supported yet; built-in apps combine on their own.");
+            return Bad("'combiner' is a script for streaming jobs (with 'mapper'), a relative path without '..'; built-in apps combine on their own.");
         }
         if (string.IsNullOrWhiteSpace(request.App))
         {
@@ -181,6 +183,8 @@ public static class JobRequestValidator
             SubmittedAt = now,
             Mapper = string.IsNullOrEmpty(request.Mapper) ? null : request.Mapper,
             Reducer = string.IsNullOrEmpty(request.Reducer) ? null : request.Reducer,
+            Combiner = request.Combiner,
+            SkipBadRecords = request.SkipBadRecords ?? false,
             MapOnly = request.Phase == "map",
             MapJob = request.MapJob,
         };

@@ -32,7 +32,7 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
         }
         if (spec.App == JobRequestValidator.StreamingApp)
         {
-            foreach (var script in new[] { spec.Mapper, spec.Reducer })
+            foreach (var script in new[] { spec.Mapper, spec.Reducer, spec.Combiner })
             {
                 if (script is not null && await blobs.GetPropertiesAsync(storage.Value.ScriptsContainer, script, cancellationToken) is null)
                 {

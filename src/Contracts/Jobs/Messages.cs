@@ -26,6 +26,8 @@ public sealed record TaskMessage
     /// <summary>Streaming jobs: the scripts, in the scripts container.</summary>
     public string? Mapper { get; init; }
     public string? Reducer { get; init; }
+    public string? Combiner { get; init; }
+    public bool SkipBadRecords { get; init; }
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<TaskEventKind>))]

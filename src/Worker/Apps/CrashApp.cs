@@ -7,7 +7,8 @@ namespace Queue.Worker.Apps;
 /// Word count that misbehaves, for fault tests: each task attempt (one app instance) throws with
 /// probability <c>args.failRate</c>, or hangs (ignoring cancellation, like stuck user code) for
 /// <c>args.stallSeconds</c> with probability <c>args.stallRate</c>, at its first Map or Reduce call.
-/// <c>args.poisonFile</c> makes every map of that document throw, so its task can never succeed.
+/// <c>args.poisonFile</c> makes every map of that document throw, so its task can never succeed;
+/// <c>args.badRecord</c> makes a map throw on any input holding that text (for bad-record skipping).
 /// </summary>
 public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapReduceApp
 {
@@ -16,6 +17,7 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
     private readonly double stallRate = Read(args, "stallRate");
     private readonly TimeSpan stall = TimeSpan.FromSeconds(Read(args, "stallSeconds"));
     private readonly string? poisonFile = args.GetValueOrDefault("poisonFile");
+    private readonly string? badRecord = args.GetValueOrDefault("badRecord");
     private readonly double roll = Random.Shared.NextDouble();
     private bool rolled;
 
@@ -29,6 +31,11 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
         }
         Misbehave("map");
         inner.Map(input, emit);
+        // Throw after emitting, so output of a bad record must be held back, not merely not produced.
+        if (badRecord is not null && input.Text.Contains(badRecord, StringComparison.Ordinal))
+        {
+            throw new FormatException($"crash app: a record contains '{badRecord}'.");
+        }
     }
 
     public string Reduce(string key, IEnumerable<string> values)

@@ -165,7 +165,10 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     /// Writes partition <paramref name="partition"/>'s records, merged, sorted and combined, to
     /// <paramref name="output"/>. Call <see cref="Finish"/> once before the first partition.
     /// </summary>
-    public void WritePartition(int partition, RecordWriter output)
+    public void WritePartition(int partition, RecordWriter output) => WriteCombined(ReadPartition(partition), output);
+
+    /// <summary>Partition <paramref name="partition"/>'s records in key order (buffer and spills merged, not combined). Call <see cref="Finish"/> first.</summary>
+    public IRecordSource ReadPartition(int partition)
     {
         var sources = new List<IRecordSource>(spills.Count + 1);
         foreach (var spill in spills)
@@ -173,7 +176,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
             sources.Add(spill.Open(partition));
         }
         sources.Add(new BufferSource(this, PartitionStart(partition), PartitionStart(partition + 1)));
-        WriteCombined(new RecordMerger(sources), output);
+        return new RecordMerger(sources);
     }
 
     /// <summary>Ends the input: combines what is pending and sorts what is in memory (the spills are sorted already).</summary>

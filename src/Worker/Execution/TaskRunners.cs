@@ -36,6 +36,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
         using var reader = new SplitReader(stream, split.Offset, split.Length);
         using var collector = new MapOutputCollector(task.ReduceTasks, app, options.SortBufferBytes, Path.Combine(options.TempPath, attemptId));
         var fileName = task.FileName ?? split.Blob;
+        var skipper = task.SkipBadRecords ? new BadRecordSkipper(app, collector) : null;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -44,7 +45,15 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             {
                 break;
             }
-            app.Map(new MapInput(fileName, text.Span, firstLine == 0 ? 0 : firstLine + before), collector);
+            var input = new MapInput(fileName, text.Span, firstLine == 0 ? 0 : firstLine + before);
+            if (skipper is null)
+            {
+                app.Map(input, collector);
+            }
+            else
+            {
+                skipper.Map(input);
+            }
         }
         var (outputBytes, outputRecords) = await WriteMapOutputAsync(task, attemptId, collector, cancellationToken);
         return new TaskCounters
@@ -56,6 +65,8 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             CombineInputRecords = app.HasCombiner ? collector.OutputRecords : 0,
             CombineOutputRecords = app.HasCombiner ? outputRecords : 0,
             SpilledRecords = collector.SpilledRecords,
+            SkippedRecords = skipper?.Skipped ?? 0,
+            SkippedSamples = skipper?.Samples,
         };
     }
 
@@ -105,20 +116,78 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
                 ["mapreduce_map_input_file"] = task.FileName ?? split.Blob,
                 ["mapreduce_task_id"] = TaskNames.TaskId(TaskPhase.Map, task.Index),
             }, cancellationToken);
-            var (outputBytes, outputRecords) = await WriteMapOutputAsync(task, attemptId, collector, cancellationToken);
-            return new TaskCounters
+            var final = collector;
+            MapOutputCollector? combined = null;
+            var user = script.UserCounters;
+            if (task.Combiner is not null)
             {
-                InputBytes = reader.BytesRead,
-                InputRecords = reader.Lines,
-                OutputRecords = collector.OutputRecords,
-                OutputBytes = outputBytes,
-                SpilledRecords = collector.SpilledRecords,
-                User = script.UserCounters.Count > 0 ? script.UserCounters : null,
-            };
+                (combined, var combinerCounters) = await CombineWithScriptAsync(task, collector, work, cancellationToken);
+                final = combined;
+                foreach (var (name, value) in combinerCounters)
+                {
+                    user[name] = user.GetValueOrDefault(name) + value;
+                }
+            }
+            using (combined)
+            {
+                var (outputBytes, outputRecords) = await WriteMapOutputAsync(task, attemptId, final, cancellationToken);
+                return new TaskCounters
+                {
+                    InputBytes = reader.BytesRead,
+                    InputRecords = reader.Lines,
+                    OutputRecords = collector.OutputRecords,
+                    OutputBytes = outputBytes,
+                    CombineInputRecords = combined is null ? 0 : collector.OutputRecords,
+                    CombineOutputRecords = combined is null ? 0 : outputRecords,
+                    SpilledRecords = collector.SpilledRecords + (combined?.SpilledRecords ?? 0),
+                    User = user.Count > 0 ? user : null,
+                };
+            }
         }
         finally
         {
             TryDeleteFolder(work);
+        }
+    }
+
+    /// <summary>
+    /// Runs the combiner script once over the map's output, partition after partition, each in key
+    /// order (so a key's records are adjacent, as the script expects); its output is partitioned
+    /// and sorted again, since a combiner may emit any keys.
+    /// </summary>
+    private async Task<(MapOutputCollector Combined, Dictionary<string, long> Counters)> CombineWithScriptAsync(
+        TaskMessage task, MapOutputCollector collector, string work, CancellationToken cancellationToken)
+    {
+        collector.Finish();
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Combiner!, task.JobId, options.TempPath, Path.Combine(work, "combine"), cancellationToken);
+        var combined = new MapOutputCollector(task.ReduceTasks, StreamingApp.Instance, options.SortBufferBytes, Path.Combine(work, "combine"));
+        try
+        {
+            await script.RunAsync(async (stdin, ct) =>
+            {
+                for (var partition = 0; partition < task.ReduceTasks; partition++)
+                {
+                    using var records = collector.ReadPartition(partition);
+                    while (records.MoveNext())
+                    {
+                        await stdin.WriteAsync(Encoding.UTF8.GetString(records.Key));
+                        await stdin.WriteAsync('\t');
+                        await stdin.WriteAsync(Encoding.UTF8.GetString(records.Value));
+                        await stdin.WriteAsync('\n');
+                    }
+                    ct.ThrowIfCancellationRequested();
+                }
+            }, line =>
+            {
+                var (key, value) = StreamingScript.Split(line);
+                combined.Emit(key, value);
+            }, new Dictionary<string, string> { ["mapreduce_task_id"] = TaskNames.TaskId(TaskPhase.Map, task.Index) }, cancellationToken);
+            return (combined, script.UserCounters);
+        }
+        catch
+        {
+            combined.Dispose();
+            throw;
         }
     }
 
