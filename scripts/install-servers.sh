@@ -15,3 +15,11 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# Azurite (Azure Blob + Queue emulator) from npm, into a tools folder of the repository.
+azurite_dir="$(cd "$(dirname "$0")/.." && pwd)/.tools/azurite"
+if [ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]; then
+  echo "Installing azurite ..."
+  mkdir -p "$azurite_dir"
+  npm install --prefix "$azurite_dir" --no-audit --no-fund --silent azurite@3.37.0 >/dev/null
+fi

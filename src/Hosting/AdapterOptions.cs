@@ -5,10 +5,10 @@ public sealed class AdapterOptions
 {
     public const string Section = "Queue:Adapters";
 
-    /// <summary><c>embedded</c> (in-process; default) or <c>rabbitmq</c> (<c>Queue:RabbitMq</c>).</summary>
+    /// <summary><c>embedded</c> (in-process; default), <c>rabbitmq</c> (<c>Queue:RabbitMq</c>) or <c>azurequeue</c> (<c>Queue:Azure</c>).</summary>
     public string WorkQueue { get; set; } = "embedded";
 
-    /// <summary><c>filesystem</c> (default).</summary>
+    /// <summary><c>filesystem</c> (default) or <c>azureblob</c> (<c>Queue:Azure</c>).</summary>
     public string BlobStore { get; set; } = "filesystem";
 
     /// <summary><c>embedded</c> (in-process; default) or <c>etcd</c> (<c>Queue:Etcd</c>).</summary>

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Queue.Adapters.Azure;
 using Queue.Adapters.Embedded;
 using Queue.Adapters.Etcd;
 using Queue.Adapters.RabbitMq;
@@ -46,8 +47,16 @@ public static class QueueHostingExtensions
                         sp.GetRequiredService<IOptions<RabbitMqOptions>>(), sp.GetRequiredService<IOptions<WorkQueueOptions>>()));
                 }
                 break;
+            case "azurequeue":
+                AddAzureClient(services);
+                foreach (var name in new[] { QueueNames.Tasks, QueueNames.Events })
+                {
+                    services.AddKeyedSingleton<IWorkQueue>(name, (sp, _) => new AzureStorageWorkQueue(name,
+                        sp.GetRequiredService<AzureStorageClient>(), sp.GetRequiredService<IOptions<WorkQueueOptions>>()));
+                }
+                break;
             default:
-                throw new InvalidOperationException($"Unknown work queue adapter '{adapters.WorkQueue}' in {AdapterOptions.Section}:WorkQueue. Known: embedded, rabbitmq.");
+                throw new InvalidOperationException($"Unknown work queue adapter '{adapters.WorkQueue}' in {AdapterOptions.Section}:WorkQueue. Known: embedded, rabbitmq, azurequeue.");
         }
 
         switch (adapters.BlobStore.ToLowerInvariant())
@@ -55,8 +64,12 @@ public static class QueueHostingExtensions
             case "filesystem":
                 services.AddSingleton<IBlobStore>(_ => new FileSystemBlobStore(adapters.DataPath));
                 break;
+            case "azureblob":
+                AddAzureClient(services);
+                services.AddSingleton<IBlobStore, AzureBlobStore>();
+                break;
             default:
-                throw new InvalidOperationException($"Unknown blob store adapter '{adapters.BlobStore}' in {AdapterOptions.Section}:BlobStore. Known: filesystem.");
+                throw new InvalidOperationException($"Unknown blob store adapter '{adapters.BlobStore}' in {AdapterOptions.Section}:BlobStore. Known: filesystem, azureblob.");
         }
 
         switch (adapters.Coordination.ToLowerInvariant())
@@ -77,6 +90,12 @@ public static class QueueHostingExtensions
         }
         services.AddSingleton<JobStore>();
         return builder;
+    }
+
+    private static void AddAzureClient(IServiceCollection services)
+    {
+        services.AddOptions<AzureStorageOptions>().BindConfiguration(AzureStorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton<AzureStorageClient>();
     }
 
     /// <summary>Metrics every service exports: its own meters (<c>Queue.*</c>) and ASP.NET Core's HTTP server metrics.</summary>

@@ -1,0 +1,260 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Xml.Linq;
+using Queue.Contracts.Ports;
+
+namespace Queue.Adapters.Azure;
+
+/// <summary>
+/// Blob storage on Azure Blob: uploads stream in blocks (Put Block) and become visible in one step
+/// when the block list is committed (Put Block List, with <c>If-None-Match: *</c> when the first
+/// commit must win); reads are ranged and streamed; listings page with continuation markers.
+/// </summary>
+public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
+{
+    public async Task CreateContainerIfMissingAsync(string container, CancellationToken cancellationToken)
+    {
+        using var _ = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Put, ContainerUri(container, "restype=container")), cancellationToken,
+            accept: HttpStatusCode.Conflict);
+    }
+
+    public async Task<Stream> OpenReadAsync(string container, string name, long offset, long? length, CancellationToken cancellationToken)
+    {
+        if (length == 0)
+        {
+            return Stream.Null;
+        }
+        var response = await client.SendAsync(() =>
+        {
+            var request = new HttpRequestMessage(HttpMethod.Get, BlobUri(container, name));
+            if (offset > 0 || length is not null)
+            {
+                request.Headers.Add("x-ms-range", length is { } l ? $"bytes={offset}-{offset + l - 1}" : $"bytes={offset}-");
+            }
+            return request;
+        }, cancellationToken, HttpCompletionOption.ResponseHeadersRead, HttpStatusCode.NotFound, HttpStatusCode.RequestedRangeNotSatisfiable);
+        if (response.StatusCode == HttpStatusCode.NotFound)
+        {
+            response.Dispose();
+            throw new BlobNotFoundException(container, name);
+        }
+        if (response.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
+        {
+            // Reading from (or past) the end of a blob: nothing to read.
+            response.Dispose();
+            return Stream.Null;
+        }
+        return new ResponseStream(response, await response.Content.ReadAsStreamAsync(cancellationToken));
+    }
+
+    public async Task<BlobItem?> GetPropertiesAsync(string container, string name, CancellationToken cancellationToken)
+    {
+        using var response = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Head, BlobUri(container, name)), cancellationToken,
+            accept: HttpStatusCode.NotFound);
+        return response.StatusCode == HttpStatusCode.NotFound ? null : new BlobItem(container, name, response.Content.Headers.ContentLength ?? 0);
+    }
+
+    public async IAsyncEnumerable<BlobItem> ListAsync(string container, string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        string? marker = null;
+        do
+        {
+            var query = $"restype=container&comp=list&maxresults=5000&prefix={Uri.EscapeDataString(prefix)}" + (marker is null ? "" : $"&marker={Uri.EscapeDataString(marker)}");
+            XDocument page;
+            using (var response = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Get, ContainerUri(container, query)), cancellationToken, accept: HttpStatusCode.NotFound))
+            {
+                if (response.StatusCode == HttpStatusCode.NotFound)
+                {
+                    yield break;
+                }
+                page = XDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+            }
+            foreach (var blob in page.Root!.Element("Blobs")?.Elements("Blob") ?? [])
+            {
+                var length = long.Parse(blob.Element("Properties")?.Element("Content-Length")?.Value ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+                yield return new BlobItem(container, blob.Element("Name")!.Value, length);
+            }
+            marker = page.Root.Element("NextMarker")?.Value;
+        }
+        while (!string.IsNullOrEmpty(marker));
+    }
+
+    public async Task<bool> DeleteAsync(string container, string name, CancellationToken cancellationToken)
+    {
+        using var response = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Delete, BlobUri(container, name)), cancellationToken,
+            accept: HttpStatusCode.NotFound);
+        return response.StatusCode != HttpStatusCode.NotFound;
+    }
+
+    public Task<BlobWriter> OpenWriteAsync(string container, string name, CancellationToken cancellationToken) =>
+        Task.FromResult<BlobWriter>(new BlockBlobWriter(this, container, name));
+
+    internal AzureStorageClient Client => client;
+
+    internal Uri ContainerUri(string container, string query) => new(client.Account.BlobEndpoint, $"{container}?{query}");
+
+    internal Uri BlobUri(string container, string name, string? query = null) =>
+        new(client.Account.BlobEndpoint, $"{container}/{EscapePath(name)}{(query is null ? "" : "?" + query)}");
+
+    private static string EscapePath(string name) => string.Join('/', name.Split('/').Select(Uri.EscapeDataString));
+
+    /// <summary>Buffers one block at a time; full blocks upload as they fill, the block list commits the blob.</summary>
+    private sealed class BlockBlobWriter(AzureBlobStore store, string container, string name) : BlobWriter
+    {
+        // Block ids are unique to this writer, so concurrent attempts on one blob never mix blocks.
+        private readonly byte[] writerId = Guid.NewGuid().ToByteArray();
+        private readonly List<string> blocks = [];
+        private byte[] buffer = ArrayPool<byte>.Shared.Rent(store.Client.Options.BlockSizeBytes);
+        private int used;
+        private bool done;
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> data)
+        {
+            while (!data.IsEmpty)
+            {
+                var room = Math.Min(data.Length, store.Client.Options.BlockSizeBytes - used);
+                data[..room].CopyTo(buffer.AsSpan(used));
+                used += room;
+                data = data[room..];
+                if (used == store.Client.Options.BlockSizeBytes)
+                {
+                    var id = NextBlockId();
+                    using var _ = store.Client.Send(() => PutBlock(id));
+                    used = 0;
+                }
+            }
+        }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+        {
+            while (!data.IsEmpty)
+            {
+                var room = Math.Min(data.Length, store.Client.Options.BlockSizeBytes - used);
+                data[..room].Span.CopyTo(buffer.AsSpan(used));
+                used += room;
+                data = data[room..];
+                if (used == store.Client.Options.BlockSizeBytes)
+                {
+                    await FlushBlockAsync(cancellationToken);
+                }
+            }
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Flush()
+        {
+        }
+
+        public override async Task<bool> CommitAsync(bool overwrite, CancellationToken cancellationToken)
+        {
+            ObjectDisposedException.ThrowIf(done, this);
+            if (used > 0)
+            {
+                await FlushBlockAsync(cancellationToken);
+            }
+            var list = new StringBuilder("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+            foreach (var id in blocks)
+            {
+                list.Append("<Latest>").Append(id).Append("</Latest>");
+            }
+            list.Append("</BlockList>");
+            var body = Encoding.UTF8.GetBytes(list.ToString());
+            using var response = await store.Client.SendAsync(() =>
+            {
+                var request = new HttpRequestMessage(HttpMethod.Put, store.BlobUri(container, name, "comp=blocklist")) { Content = new ByteArrayContent(body) };
+                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/xml");
+                if (!overwrite)
+                {
+                    request.Headers.IfNoneMatch.Add(EntityTagHeaderValue.Any);
+                }
+                return request;
+            }, cancellationToken, accept: [HttpStatusCode.Conflict, HttpStatusCode.PreconditionFailed]);
+            done = true;
+            Release();
+            // Another writer committed first: the first committed attempt wins.
+            return response.IsSuccessStatusCode;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            // Uncommitted blocks are never visible; the service discards them after a week.
+            done = true;
+            Release();
+            base.Dispose(disposing);
+        }
+
+        private async Task FlushBlockAsync(CancellationToken cancellationToken)
+        {
+            var id = NextBlockId();
+            using var _ = await store.Client.SendAsync(() => PutBlock(id), cancellationToken);
+            used = 0;
+        }
+
+        private string NextBlockId()
+        {
+            Span<byte> id = stackalloc byte[20];
+            writerId.CopyTo(id);
+            BitConverter.TryWriteBytes(id[16..], blocks.Count);
+            var text = Convert.ToBase64String(id);
+            blocks.Add(text);
+            return text;
+        }
+
+        private HttpRequestMessage PutBlock(string id)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Put, store.BlobUri(container, name, $"comp=block&blockid={Uri.EscapeDataString(id)}"))
+            {
+                Content = new ReadOnlyMemoryContent(buffer.AsMemory(0, used)),
+            };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+            return request;
+        }
+
+        private void Release()
+        {
+            if (buffer.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                buffer = [];
+            }
+        }
+    }
+
+    /// <summary>A response body that disposes its response with it.</summary>
+    private sealed class ResponseStream(HttpResponseMessage response, Stream inner) : Stream
+    {
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+        public override int Read(Span<byte> buffer) => inner.Read(buffer);
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.ReadAsync(buffer, offset, count, cancellationToken);
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+                response.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+    }
+}
