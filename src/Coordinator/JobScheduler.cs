@@ -218,6 +218,9 @@ public sealed class JobScheduler(
             await EndAsync(run, JobState.Failed, $"Input '{spec.InputContainer}/{spec.InputPrefix}' holds no blobs.", cancellationToken);
             return;
         }
+        // Workers write here; object stores (unlike folders) need containers made first.
+        await blobs.CreateContainerIfMissingAsync(storage.IntermediateContainer, cancellationToken);
+        await blobs.CreateContainerIfMissingAsync(storage.OutputContainer, cancellationToken);
         var splits = SplitPlanner.Plan(inputs, spec.MapTasks, spec.SplitSizeBytes);
         if (splits.Count > 100_000)
         {
@@ -275,6 +278,7 @@ public sealed class JobScheduler(
     private async Task StartReducePhaseAsync(JobRun run, CancellationToken cancellationToken)
     {
         var spec = run.Spec;
+        await blobs.CreateContainerIfMissingAsync(storage.OutputContainer, cancellationToken);
         var reduces = new TaskRecord[spec.ReduceTasks];
         var writes = new List<KvWrite>(reduces.Length + 1);
         for (var r = 0; r < reduces.Length; r++)

@@ -7,16 +7,14 @@ using System.Net.Http.Json;
 namespace Queue.Tests;
 
 /// <summary>
-/// The engine as separate processes on loopback: a real etcd and RabbitMQ, two coordinators, two
-/// workers and an ingress, sharing a filesystem blob store.
+/// The engine as separate processes on loopback: a real etcd, a work-queue broker and a blob store,
+/// two coordinators, two workers and an ingress. Subclasses pick the queue and blob technology.
 /// </summary>
-public sealed class ClusterFixture : IAsyncLifetime
+public abstract class ProcessClusterFixture : IAsyncLifetime
 {
     public string Folder { get; } = Path.Combine(Path.GetTempPath(), "queue-cluster", Guid.NewGuid().ToString("N"));
 
     public EtcdServer Etcd { get; private set; } = null!;
-
-    public RabbitMqServer Rabbit { get; private set; } = null!;
 
     public List<ServiceProcess> Coordinators { get; } = [];
 
@@ -26,16 +24,21 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     public JobClient Client { get; private set; } = null!;
 
+    protected virtual int EtcdMembers => 3;
+
+    /// <summary>Starts the queue broker and blob store and puts the books into the <c>books</c> container.</summary>
+    protected abstract Task StartStorageAsync();
+
+    protected abstract ValueTask StopStorageAsync();
+
+    /// <summary>The adapter settings every service process gets.</summary>
+    protected abstract Dictionary<string, string> AdapterEnvironment();
+
     public async Task InitializeAsync()
     {
-        var books = Path.Combine(Folder, "data", "books");
-        Directory.CreateDirectory(books);
-        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
-        {
-            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
-        }
-        Etcd = await EtcdServer.StartAsync(memberCount: 3);
-        Rabbit = await RabbitMqServer.StartAsync();
+        Directory.CreateDirectory(Folder);
+        Etcd = await EtcdServer.StartAsync(memberCount: EtcdMembers);
+        await StartStorageAsync();
         for (var i = 0; i < 2; i++)
         {
             Coordinators.Add(await StartAsync("Queue.Coordinator", new() { ["Queue__Coordinator__CandidateId"] = $"coordinator-{i}" }));
@@ -53,13 +56,9 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     public Task<ServiceProcess> StartAsync(string project, Dictionary<string, string> extra)
     {
-        var environment = new Dictionary<string, string>
+        var environment = new Dictionary<string, string>(AdapterEnvironment())
         {
-            ["Queue__Adapters__WorkQueue"] = "rabbitmq",
             ["Queue__Adapters__Coordination"] = "etcd",
-            ["Queue__Adapters__DataPath"] = Path.Combine(Folder, "data"),
-            ["Queue__RabbitMq__ConnectionString"] = Rabbit.ConnectionString,
-            ["Queue__RabbitMq__Prefetch"] = "2",
             ["Queue__Etcd__Endpoints"] = Etcd.Endpoints,
             ["Queue__Etcd__LeaseTtl"] = "00:00:02",
             ["Queue__Coordinator__PollInterval"] = "00:00:00.100",
@@ -81,10 +80,37 @@ public sealed class ClusterFixture : IAsyncLifetime
         {
             await process.DisposeAsync();
         }
-        await Rabbit.DisposeAsync();
+        await StopStorageAsync();
         await Etcd.DisposeAsync();
         Directory.Delete(Folder, recursive: true);
     }
+}
+
+/// <summary>RabbitMQ for the queues, the filesystem blob store for data.</summary>
+public sealed class ClusterFixture : ProcessClusterFixture
+{
+    public RabbitMqServer Rabbit { get; private set; } = null!;
+
+    protected override async Task StartStorageAsync()
+    {
+        var books = Path.Combine(Folder, "data", "books");
+        Directory.CreateDirectory(books);
+        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
+        {
+            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
+        }
+        Rabbit = await RabbitMqServer.StartAsync();
+    }
+
+    protected override ValueTask StopStorageAsync() => Rabbit.DisposeAsync();
+
+    protected override Dictionary<string, string> AdapterEnvironment() => new()
+    {
+        ["Queue__Adapters__WorkQueue"] = "rabbitmq",
+        ["Queue__Adapters__DataPath"] = Path.Combine(Folder, "data"),
+        ["Queue__RabbitMq__ConnectionString"] = Rabbit.ConnectionString,
+        ["Queue__RabbitMq__Prefetch"] = "2",
+    };
 }
 
 public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixture<ClusterFixture>
