@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole system as separate processes on 127.0.0.1: etcd, RabbitMQ (with its own epmd), three
 # coordinators, N workers and one ingress, sharing a filesystem blob store.
-#   scripts/cluster.sh up [workers]   start everything (default 2 workers); logs and PIDs in .cluster/
+#   scripts/cluster.sh up [workers] [rabbitmq|azure]
+#                                     start everything (default 2 workers, RabbitMQ + filesystem blobs;
+#                                     azure: Azurite's Queue + Blob instead); logs and PIDs in .cluster/
 #   scripts/cluster.sh status         what runs, who leads, queue and job counts
 #   scripts/cluster.sh down           stop exactly what `up` started (by recorded PID)
-# Ports: ingress 5000, coordinators 5101-5103, workers 5201.., etcd 23790/23800, RabbitMQ 25672.
+# Ports: ingress 5000, coordinators 5101-5103, workers 5201.., etcd 23790/23800, RabbitMQ 25672,
+# Azurite blob 21000 / queue 21001. In azure mode put data in with `queue upload` (through the ingress).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD/.cluster"
@@ -30,11 +33,11 @@ wait_http() { # url, seconds
 }
 
 up() {
-  local workers=${1:-2}
+  local workers=${1:-2} mode=${2:-rabbitmq}
   if [ -s "$pids" ]; then echo "already up (scripts/cluster.sh down first)" >&2; exit 1; fi
   scripts/install-servers.sh
   dotnet build Queue.sln -c Release -nologo -v quiet -clp:ErrorsOnly
-  mkdir -p "$root/data/books" "$root/etcd" "$root/rabbit/home"
+  mkdir -p "$root/logs" "$root/data/books" "$root/etcd" "$root/rabbit/home"
   : >"$pids"
 
   start etcd etcd --name n1 --data-dir "$root/etcd/n1" \
@@ -42,20 +45,33 @@ up() {
     --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
     --initial-cluster n1=http://127.0.0.1:23800
 
-  printf 'loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%s\n' "$amqp_port" >"$root/rabbit/rabbitmq.conf"
-  echo '[].' >"$root/rabbit/enabled_plugins"
-  start epmd epmd -port "$epmd_port" -address 127.0.0.1
-  start rabbitmq env HOME="$root/rabbit/home" RABBITMQ_NODENAME="queue-cluster@localhost" \
-    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$amqp_port" RABBITMQ_DIST_PORT=25673 \
-    RABBITMQ_MNESIA_BASE="$root/rabbit/mnesia" RABBITMQ_LOG_BASE="$root/rabbit/log" \
-    RABBITMQ_CONFIG_FILE="$root/rabbit/rabbitmq" RABBITMQ_ENABLED_PLUGINS_FILE="$root/rabbit/enabled_plugins" \
-    ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$epmd_port" /usr/lib/rabbitmq/bin/rabbitmq-server
-  wait_http "$etcd_url/health" 20
-  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null && break; sleep 0.1; done
+  export Queue__Adapters__Coordination=etcd Queue__Etcd__Endpoints="$etcd_url"
+  export Queue__Adapters__DataPath="$root/data" Queue__Worker__TempPath="$root/tmp"
+  if [ "$mode" = azure ]; then
+    local azurite="$PWD/.tools/azurite/node_modules/.bin"
+    start azurite-blob "$azurite/azurite-blob" --blobHost 127.0.0.1 --blobPort 21000 --inMemoryPersistence --skipApiVersionCheck --disableTelemetry --loose
+    start azurite-queue "$azurite/azurite-queue" --queueHost 127.0.0.1 --queuePort 21001 --inMemoryPersistence --skipApiVersionCheck --disableTelemetry --loose
+    wait_http "$etcd_url/health" 20
+    for port in 21000 21001; do
+      for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    done
+    # Azurite's well-known development account (public, not a secret).
+    export Queue__Adapters__WorkQueue=azurequeue Queue__Adapters__BlobStore=azureblob Queue__WorkQueue__LeaseDuration=00:00:10
+    export Queue__Azure__ConnectionString="AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:21000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:21001/devstoreaccount1;"
+  else
+    printf 'loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%s\n' "$amqp_port" >"$root/rabbit/rabbitmq.conf"
+    echo '[].' >"$root/rabbit/enabled_plugins"
+    start epmd epmd -port "$epmd_port" -address 127.0.0.1
+    start rabbitmq env HOME="$root/rabbit/home" RABBITMQ_NODENAME="queue-cluster@localhost" \
+      RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$amqp_port" RABBITMQ_DIST_PORT=25673 \
+      RABBITMQ_MNESIA_BASE="$root/rabbit/mnesia" RABBITMQ_LOG_BASE="$root/rabbit/log" \
+      RABBITMQ_CONFIG_FILE="$root/rabbit/rabbitmq" RABBITMQ_ENABLED_PLUGINS_FILE="$root/rabbit/enabled_plugins" \
+      ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$epmd_port" /usr/lib/rabbitmq/bin/rabbitmq-server
+    wait_http "$etcd_url/health" 20
+    for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null && break; sleep 0.1; done
+    export Queue__Adapters__WorkQueue=rabbitmq Queue__RabbitMq__ConnectionString="amqp://guest:guest@127.0.0.1:$amqp_port/"
+  fi
 
-  export Queue__Adapters__WorkQueue=rabbitmq Queue__Adapters__Coordination=etcd
-  export Queue__Adapters__DataPath="$root/data" Queue__Etcd__Endpoints="$etcd_url"
-  export Queue__RabbitMq__ConnectionString="amqp://guest:guest@127.0.0.1:$amqp_port/" Queue__Worker__TempPath="$root/tmp"
   for i in 1 2 3; do
     Queue__Coordinator__CandidateId="coordinator-$i" start "coordinator-$i" \
       dotnet "$bin/Queue.Coordinator/release/Queue.Coordinator.dll" --urls "http://127.0.0.1:510$i"
@@ -95,8 +111,8 @@ down() {
 }
 
 case "${1:-}" in
-  up) up "${2:-2}" ;;
+  up) up "${2:-2}" "${3:-rabbitmq}" ;;
   status) status ;;
   down) down ;;
-  *) echo "usage: scripts/cluster.sh up [workers] | status | down" >&2; exit 2 ;;
+  *) echo "usage: scripts/cluster.sh up [workers] [rabbitmq|azure] | status | down" >&2; exit 2 ;;
 esac
