@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Queue.Contracts;
+using Queue.Contracts.IO;
 using Queue.Contracts.Jobs;
 
 namespace Queue.Cli;
@@ -111,37 +112,16 @@ public sealed class IngressClient : IDisposable
     }
 
     /// <summary>Reports bytes read so uploads can show progress.</summary>
-    private sealed class ProgressStream(Stream inner, Action<long> progress) : Stream
+    private sealed class ProgressStream(Stream inner, Action<long> progress) : ReadOnlyWrapperStream(inner)
     {
         private long total;
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => inner.Length;
-        public override long Position { get => total; set => throw new NotSupportedException(); }
+        public override long Length => Inner.Length;
 
-        public override int Read(byte[] buffer, int offset, int count) => Count(inner.Read(buffer, offset, count));
+        public override int Read(Span<byte> buffer) => Count(Inner.Read(buffer));
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-            Count(await inner.ReadAsync(buffer, cancellationToken));
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                inner.Dispose();
-            }
-            base.Dispose(disposing);
-        }
+            Count(await Inner.ReadAsync(buffer, cancellationToken));
 
         private int Count(int read)
         {

@@ -166,8 +166,7 @@ public sealed class StreamingTests(EmbeddedEngineFixture engine) : IClassFixture
     public async Task ACombinerScriptShrinksMapOutputAndKeepsTheResult()
     {
         AddSampleScripts();
-        File.Copy(Path.Combine(RepoPaths.Root, "samples", "streaming", "combiner.py"), Path.Combine(Scripts, "combiner.py"), overwrite: true);
-        var id = await engine.Client.SubmitAsync(new { mapper = "mapper.py", combiner = "combiner.py", reducer = "reducer.py", input = "books", mapTasks = 6, reduceTasks = 3 });
+        var id = await engine.Client.SubmitAsync(new { mapper = "mapper.py", combiner = "reducer.py", reducer = "reducer.py", input = "books", mapTasks = 6, reduceTasks = 3 });
         var view = await engine.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
         Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
         Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await engine.Client.OutputAsync(id));
