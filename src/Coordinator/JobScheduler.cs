@@ -416,6 +416,10 @@ public sealed class JobScheduler(
                 status = status with { FailedAttempts = status.FailedAttempts + 1 };
                 break;
         }
+        if (report.Status is not null)
+        {
+            task = task with { Status = report.Status };
+        }
         var updated = (TaskRecord[])records.Clone();
         updated[report.Index] = task;
         status = WithProgress(status, report.Phase, updated);

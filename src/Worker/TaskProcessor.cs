@@ -151,13 +151,13 @@ public sealed class TaskProcessor(
         var watch = new LeaseWatch();
         var guard = GuardAsync(message, task, watch, attempt);
         var started = time.GetTimestamp();
-        var run = Task.Run(() => runner.RunAsync(task, attemptId, attempt.Token), CancellationToken.None);
+        var run = Task.Run(() => runner.RunAsync(task, attemptId, status => watch.Status = status, attempt.Token), CancellationToken.None);
         try
         {
             var counters = await run.WaitAsync(attempt.Token);
             await attempt.CancelAsync();
             await guard;
-            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters);
+            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters, watch.Status);
             await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
             Log.TaskSucceeded(logger, task.JobId, taskId, attemptId, time.GetElapsedTime(started).TotalMilliseconds);
             metrics.Succeeded(task.Phase, time.GetElapsedTime(started), counters);
@@ -192,7 +192,7 @@ public sealed class TaskProcessor(
                 : $"{e.GetType().Name}: {e.Message}";
             Log.TaskFailed(logger, task.JobId, taskId, attemptId, message.DeliveryCount, error);
             metrics.Failed(task.Phase, time.GetElapsedTime(started));
-            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, error, null);
+            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, error, null, watch.Status);
             if (message.DeliveryCount >= task.MaxAttempts)
             {
                 await SettleAsync(message, (m, c) => m.DeadLetterAsync("MaxAttemptsExceeded", $"Attempt {m.DeliveryCount} of {task.MaxAttempts} failed: {error}", c));
@@ -248,7 +248,7 @@ public sealed class TaskProcessor(
         }
     }
 
-    private async Task ReportAsync(TaskMessage task, string attemptId, int deliveryCount, TaskEventKind kind, string? error, TaskCounters? counters)
+    private async Task ReportAsync(TaskMessage task, string attemptId, int deliveryCount, TaskEventKind kind, string? error, TaskCounters? counters, string? status = null)
     {
         var report = new TaskEvent
         {
@@ -263,6 +263,7 @@ public sealed class TaskProcessor(
             At = time.GetUtcNow(),
             Error = error is { Length: > 4000 } ? error[..4000] : error,
             Counters = counters,
+            Status = status is { Length: > 500 } ? status[..500] : status,
         };
         await events.SendAsync(JsonSerializer.SerializeToUtf8Bytes(report, QueueJsonContext.Default.TaskEvent), CancellationToken.None);
     }
@@ -284,5 +285,6 @@ public sealed class TaskProcessor(
     {
         public volatile bool LeaseLost;
         public volatile bool JobCancelled;
+        public volatile string? Status;
     }
 }

@@ -135,3 +135,39 @@ public sealed class AzureBlobStoreTests(AzuriteFixture azurite)
         Assert.DoesNotContain(AzuriteServer.DevKey, error.Message, StringComparison.Ordinal);
     }
 }
+
+/// <summary>A SAS instead of the account key.</summary>
+[Collection("azurite")]
+public sealed class AzureSasTests(AzuriteFixture azurite)
+{
+    private AzureStorageClient Client(string sas) => new(Options.Create(new AzureStorageOptions
+    {
+        AccountName = "devstoreaccount1",
+        SasToken = sas,
+        BlobEndpoint = $"http://127.0.0.1:{azurite.Server.BlobPort}/devstoreaccount1",
+        QueueEndpoint = $"http://127.0.0.1:{azurite.Server.QueuePort}/devstoreaccount1",
+        QueuePrefix = "sas-",
+    }), NullLogger<AzureStorageClient>.Instance);
+
+    [Fact]
+    public async Task AnAccountSasGrantsBlobAndQueueAccessWithoutTheKey()
+    {
+        var sas = AccountSas.Create("devstoreaccount1", Convert.FromBase64String(AzuriteServer.DevKey), DateTimeOffset.UtcNow.AddHours(1));
+        using var client = Client(sas);
+        var blobs = new AzureBlobStore(client);
+        var container = "sas" + Guid.NewGuid().ToString("N")[..12];
+        await blobs.CreateContainerIfMissingAsync(container, CancellationToken.None);
+        await blobs.PutAsync(container, "a/b.txt", "hello"u8.ToArray(), CancellationToken.None);
+        Assert.Equal("hello"u8.ToArray(), await blobs.ReadAllBytesAsync(container, "a/b.txt", CancellationToken.None));
+
+        var queue = new AzureStorageWorkQueue(Guid.NewGuid().ToString("N")[..10], client, Options.Create(new WorkQueueOptions()));
+        await queue.SendAsync("task"u8.ToArray(), CancellationToken.None);
+        var received = await queue.ReceiveAsync(1, TimeSpan.FromSeconds(5), CancellationToken.None);
+        Assert.Equal("task"u8.ToArray(), Assert.Single(received).Body.ToArray());
+        await received[0].CompleteAsync(CancellationToken.None);
+
+        // A SAS whose signature does not match is refused.
+        using var forged = Client(sas.Replace("sp=rwdlacup", "sp=rwdlacupx", StringComparison.Ordinal));
+        await Assert.ThrowsAsync<AzureStorageException>(() => new AzureBlobStore(forged).GetPropertiesAsync(container, "a/b.txt", CancellationToken.None));
+    }
+}

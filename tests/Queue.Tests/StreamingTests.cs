@@ -132,12 +132,14 @@ public sealed class StreamingTests(EmbeddedEngineFixture engine) : IClassFixture
                 sys.stderr.write("reporter:counter:wc,lines,1\n")
                 for word in line.split():
                     print(word + "\t1")
-            sys.stderr.write("reporter:status:done\n")
+            sys.stderr.write("reporter:status:counted every line\n")
             """);
         var id = await engine.Client.SubmitAsync(new { mapper = "counting-mapper.py", reducer = "reducer.py", input = "books", mapTasks = 5, reduceTasks = 2 });
         var view = await engine.Client.WaitAsync(id, TimeSpan.FromMinutes(1));
         Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
         Assert.Equal(view.Status.MapCounters.InputRecords, view.Status.MapCounters.User!["wc.lines"]);
+        var maps = (await engine.Client.GetDetailsAsync(id)).Tasks.Where(t => t.Phase == TaskPhase.Map).ToList();
+        Assert.All(maps, t => Assert.Equal("counted every line", t.Status));
     }
 
     [Fact]
@@ -191,6 +193,27 @@ public sealed class StreamingTests(EmbeddedEngineFixture engine) : IClassFixture
 
         var strict = await engine.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 8, reduceTasks = 2, args, maxAttempts = 1 });
         Assert.Equal(JobState.Failed, (await engine.Client.WaitAsync(strict, TimeSpan.FromMinutes(1))).Status.State);
+    }
+
+    [Fact]
+    public async Task ScriptsDoNotSeeTheServicesEnvironment()
+    {
+        AddSampleScripts();
+        AddScript("env-mapper.py", """
+            import os, sys
+            for line in sys.stdin:
+                pass
+            for name in os.environ:
+                print("env:" + name + "\t1")
+            """);
+        var id = await engine.Client.SubmitAsync(new { mapper = "env-mapper.py", reducer = "reducer.py", input = "books/pg-metamorphosis.txt", mapTasks = 1, reduceTasks = 1 });
+        var view = await engine.Client.WaitAsync(id, TimeSpan.FromMinutes(1));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        var names = (await engine.Client.OutputAsync(id)).Select(line => line.Split('\t')[0]["env:".Length..]).ToList();
+        Assert.Contains("PATH", names);
+        Assert.Contains("mapreduce_map_input_file", names);
+        // The ingress process runs with Queue__* settings (paths, adapters; keys in production): none reach the script.
+        Assert.DoesNotContain(names, name => name.StartsWith("Queue__", StringComparison.Ordinal) || name.StartsWith("DOTNET_", StringComparison.Ordinal));
     }
 
     [Theory]

@@ -175,6 +175,8 @@ public sealed record TaskRecord
     public string? WinningAttempt { get; init; }
     /// <summary>The attempt that started last; a failure report from an older attempt does not requeue the task.</summary>
     public string? LastAttempt { get; init; }
+    /// <summary>The last status a streaming script reported (<c>reporter:status:</c>).</summary>
+    public string? Status { get; init; }
     /// <summary>Why the task's message was dead-lettered, when it was.</summary>
     public string? DeadLetterReason { get; init; }
     public string? Worker { get; init; }

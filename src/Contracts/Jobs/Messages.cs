@@ -52,6 +52,8 @@ public sealed record TaskEvent
     public required DateTimeOffset At { get; init; }
     public string? Error { get; init; }
     public TaskCounters? Counters { get; init; }
+    /// <summary>The last <c>reporter:status:</c> line of a streaming script.</summary>
+    public string? Status { get; init; }
 }
 
 /// <summary>The winning attempt of every map task, by map index; written before reduce tasks are sent.</summary>

@@ -61,7 +61,7 @@ async function refresh() {
     document.getElementById("detail-error").textContent = detail.status.error ?? "";
     fill("tasks", detail.tasks.map((t) => el("tr", {},
       el("td", {}, taskId(t)), el("td", { class: `state ${t.state}` }, t.state), el("td", {}, t.attempts), el("td", {}, t.failedAttempts),
-      el("td", {}, t.worker ?? ""), el("td", { class: "error" }, t.lastError ?? ""), el("td", {}, t.deadLetterReason ?? ""))));
+      el("td", {}, t.worker ?? ""), el("td", {}, t.status ?? ""), el("td", { class: "error" }, t.lastError ?? ""), el("td", {}, t.deadLetterReason ?? ""))));
   }
   document.getElementById("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }

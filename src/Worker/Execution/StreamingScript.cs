@@ -23,11 +23,14 @@ public sealed class StreamingScript
     private readonly string workFolder;
     private readonly StringBuilder stderrTail = new();
 
-    private StreamingScript(string name, string path, string workFolder)
+    private readonly Action<string>? onStatus;
+
+    private StreamingScript(string name, string path, string workFolder, Action<string>? onStatus)
     {
         Name = name;
         this.path = path;
         this.workFolder = workFolder;
+        this.onStatus = onStatus;
     }
 
     public string Name { get; }
@@ -37,7 +40,7 @@ public sealed class StreamingScript
     public string? Status { get; private set; }
 
     /// <summary>Downloads the script once per job into the worker's temp folder.</summary>
-    public static async Task<StreamingScript> FetchAsync(IBlobStore blobs, string container, string name, string jobId, string tempRoot, string workFolder, CancellationToken cancellationToken)
+    public static async Task<StreamingScript> FetchAsync(IBlobStore blobs, string container, string name, string jobId, string tempRoot, string workFolder, Action<string>? onStatus, CancellationToken cancellationToken)
     {
         var folder = Path.Combine(tempRoot, "scripts", jobId);
         Directory.CreateDirectory(folder);
@@ -68,7 +71,7 @@ public sealed class StreamingScript
             }
         }
         Directory.CreateDirectory(workFolder);
-        return new StreamingScript(name, local, workFolder);
+        return new StreamingScript(name, local, workFolder, onStatus);
     }
 
     /// <summary>Feeds <paramref name="writeInput"/>'s lines to the script and hands each output line to <paramref name="onOutput"/>.</summary>
@@ -180,6 +183,7 @@ public sealed class StreamingScript
             if (line.StartsWith("reporter:status:", StringComparison.Ordinal))
             {
                 Status = line["reporter:status:".Length..];
+                onStatus?.Invoke(Status);
                 continue;
             }
             lock (stderrTail)

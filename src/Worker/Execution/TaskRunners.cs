@@ -14,8 +14,15 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
     private readonly StorageOptions storage = storage.Value;
     private readonly WorkerOptions options = options.Value;
 
-    public Task<TaskCounters> RunAsync(TaskMessage task, string attemptId, CancellationToken cancellationToken) =>
-        task.Phase == TaskPhase.Map ? MapAsync(task, attemptId, cancellationToken) : ReduceAsync(task, cancellationToken);
+    /// <param name="onStatus">Receives streaming scripts' <c>reporter:status:</c> lines as they come.</param>
+    public Task<TaskCounters> RunAsync(TaskMessage task, string attemptId, Action<string>? onStatus, CancellationToken cancellationToken)
+    {
+        statusSink.Value = onStatus;
+        return task.Phase == TaskPhase.Map ? MapAsync(task, attemptId, cancellationToken) : ReduceAsync(task, cancellationToken);
+    }
+
+    // Flows with the attempt's async calls, so concurrent slots keep their own sink.
+    private readonly AsyncLocal<Action<string>?> statusSink = new();
 
     /// <summary>Reads the split, maps it, and writes one sorted intermediate blob per partition, scoped to this attempt.</summary>
     public async Task<TaskCounters> MapAsync(TaskMessage task, string attemptId, CancellationToken cancellationToken)
@@ -95,7 +102,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
     private async Task<TaskCounters> MapWithScriptAsync(TaskMessage task, InputSplit split, string attemptId, CancellationToken cancellationToken)
     {
         var work = Path.Combine(options.TempPath, attemptId);
-        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Mapper!, task.JobId, options.TempPath, work, cancellationToken);
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Mapper!, task.JobId, options.TempPath, work, statusSink.Value, cancellationToken);
         var stream = await blobs.OpenReadAsync(task.InputContainer, split.Blob, Math.Max(0, split.Offset - 1), null, cancellationToken);
         using var reader = new SplitReader(stream, split.Offset, split.Length);
         using var collector = new MapOutputCollector(task.ReduceTasks, StreamingApp.Instance, options.SortBufferBytes, work);
@@ -159,7 +166,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
         TaskMessage task, MapOutputCollector collector, string work, CancellationToken cancellationToken)
     {
         collector.Finish();
-        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Combiner!, task.JobId, options.TempPath, Path.Combine(work, "combine"), cancellationToken);
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Combiner!, task.JobId, options.TempPath, Path.Combine(work, "combine"), statusSink.Value, cancellationToken);
         var combined = new MapOutputCollector(task.ReduceTasks, StreamingApp.Instance, options.SortBufferBytes, Path.Combine(work, "combine"));
         try
         {
@@ -307,7 +314,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             }
             return (groups, records, bytes, null);
         }
-        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Reducer, task.JobId, options.TempPath, work, cancellationToken);
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Reducer, task.JobId, options.TempPath, work, statusSink.Value, cancellationToken);
         await script.RunAsync(async (stdin, ct) =>
         {
             while (merged.NextGroup())
