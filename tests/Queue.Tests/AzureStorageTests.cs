@@ -171,3 +171,129 @@ public sealed class AzureSasTests(AzuriteFixture azurite)
         await Assert.ThrowsAsync<AzureStorageException>(() => new AzureBlobStore(forged).GetPropertiesAsync(container, "a/b.txt", CancellationToken.None));
     }
 }
+
+/// <summary>Transient failures: a proxy in front of Azurite answers 503 or 500 to the first tries of each request.</summary>
+[Collection("azurite")]
+public sealed class AzureRetryTests(AzuriteFixture azurite)
+{
+    [Fact]
+    public async Task ServerBusyAndInternalErrorsAreRetriedWithBackOff()
+    {
+        await using var proxy = FaultyProxy.Start(azurite.Server.BlobPort, failuresPerRequest: 2);
+        using var client = new AzureStorageClient(Options.Create(new AzureStorageOptions
+        {
+            ConnectionString = $"AccountName=devstoreaccount1;AccountKey={AzuriteServer.DevKey};BlobEndpoint=http://127.0.0.1:{proxy.Port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{azurite.Server.QueuePort}/devstoreaccount1;",
+        }), NullLogger<AzureStorageClient>.Instance);
+        var blobs = new AzureBlobStore(client);
+        var container = "retry" + Guid.NewGuid().ToString("N")[..10];
+        await blobs.CreateContainerIfMissingAsync(container, CancellationToken.None);
+        await blobs.PutAsync(container, "x", "survived"u8.ToArray(), CancellationToken.None);
+        Assert.Equal("survived"u8.ToArray(), await blobs.ReadAllBytesAsync(container, "x", CancellationToken.None));
+        Assert.True(proxy.Failures >= 6, $"Only {proxy.Failures} failures were injected.");
+
+        await using var broken = FaultyProxy.Start(azurite.Server.BlobPort, failuresPerRequest: 100);
+        using var hopeless = new AzureStorageClient(Options.Create(new AzureStorageOptions
+        {
+            ConnectionString = $"AccountName=devstoreaccount1;AccountKey={AzuriteServer.DevKey};BlobEndpoint=http://127.0.0.1:{broken.Port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{azurite.Server.QueuePort}/devstoreaccount1;",
+        }), NullLogger<AzureStorageClient>.Instance);
+        var error = await Assert.ThrowsAsync<AzureStorageException>(() => new AzureBlobStore(hopeless).GetPropertiesAsync(container, "x", CancellationToken.None));
+        Assert.True(error.Status is System.Net.HttpStatusCode.ServiceUnavailable or System.Net.HttpStatusCode.InternalServerError, error.Message);
+        Assert.Equal(4, broken.Failures); // one try and three retries, then a clear error
+    }
+
+    /// <summary>Forwards to a real server, but answers the first tries of every request with 503 and 500.</summary>
+    private sealed class FaultyProxy : IAsyncDisposable
+    {
+        private readonly System.Net.HttpListener listener = new();
+        private readonly HttpClient forward = new();
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> seen = new();
+        private readonly int target;
+        private readonly int failuresPerRequest;
+        private readonly Task loop;
+        private int failures;
+
+        private FaultyProxy(int target, int failuresPerRequest)
+        {
+            this.target = target;
+            this.failuresPerRequest = failuresPerRequest;
+            Port = ServiceProcess.FreePort();
+            listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
+            listener.Start();
+            loop = Task.Run(ServeAsync);
+        }
+
+        public int Port { get; }
+
+        public int Failures => Volatile.Read(ref failures);
+
+        public static FaultyProxy Start(int target, int failuresPerRequest) => new(target, failuresPerRequest);
+
+        public async ValueTask DisposeAsync()
+        {
+            listener.Stop();
+            listener.Close();
+            try
+            {
+                await loop;
+            }
+            catch (Exception e) when (e is System.Net.HttpListenerException or ObjectDisposedException)
+            {
+            }
+            forward.Dispose();
+        }
+
+        private async Task ServeAsync()
+        {
+            while (listener.IsListening)
+            {
+                System.Net.HttpListenerContext context;
+                try
+                {
+                    context = await listener.GetContextAsync();
+                }
+                catch (Exception e) when (e is System.Net.HttpListenerException or ObjectDisposedException)
+                {
+                    return;
+                }
+                var key = context.Request.HttpMethod + " " + context.Request.Url!.PathAndQuery;
+                var tries = seen.AddOrUpdate(key, 1, (_, n) => n + 1);
+                if (tries <= failuresPerRequest)
+                {
+                    Interlocked.Increment(ref failures);
+                    context.Response.StatusCode = tries % 2 == 1 ? 503 : 500;
+                    context.Response.Close();
+                    continue;
+                }
+                var request = new HttpRequestMessage(new HttpMethod(context.Request.HttpMethod), $"http://127.0.0.1:{target}{context.Request.Url.PathAndQuery}");
+                using var body = new MemoryStream();
+                await context.Request.InputStream.CopyToAsync(body);
+                request.Content = new ByteArrayContent(body.ToArray());
+                foreach (string name in context.Request.Headers)
+                {
+                    var value = context.Request.Headers[name]!;
+                    if (name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase))
+                    {
+                        request.Content.Headers.TryAddWithoutValidation(name, value);
+                    }
+                    else if (name is not ("Host" or "Connection" or "Transfer-Encoding"))
+                    {
+                        request.Headers.TryAddWithoutValidation(name, value);
+                    }
+                }
+                using var response = await forward.SendAsync(request);
+                context.Response.StatusCode = (int)response.StatusCode;
+                foreach (var (name, values) in response.Headers.Concat(response.Content.Headers))
+                {
+                    if (name is not ("Transfer-Encoding" or "Content-Length"))
+                    {
+                        context.Response.Headers[name] = string.Join(",", values);
+                    }
+                }
+                var bytes = await response.Content.ReadAsByteArrayAsync();
+                context.Response.ContentLength64 = bytes.Length;
+                await context.Response.OutputStream.WriteAsync(bytes);
+                context.Response.Close();
+            }
+        }
+    }
+}
