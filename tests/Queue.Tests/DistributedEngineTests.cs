@@ -133,7 +133,7 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     public async Task MapAndReduceTasksRunInParallelOnBothWorkerProcesses()
     {
         // Each attempt stalls a second, so parallelism shows in overlapping run times.
-        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
+        var args = Stall(seconds: 1);
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 8, reduceTasks = 4, args });
         var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
         Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
@@ -160,7 +160,7 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     [Fact]
     public async Task WorkersKilledAtRandomMomentsInBothPhasesStillGiveTheReference()
     {
-        var args = new Dictionary<string, string> { ["stallRate"] = "0.5", ["stallSeconds"] = "1" };
+        var args = Stall(seconds: 1, rate: 0.5);
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 16, reduceTasks = 4, args, maxAttempts = 20 });
         var random = new Random(7);
         var kills = 0;
@@ -194,7 +194,7 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     [Fact]
     public async Task JobCompletesWhenRabbitMqIsRestartedMidJob()
     {
-        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
+        var args = Stall(seconds: 1);
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 12, reduceTasks = 2, args, maxAttempts = 20 });
         await WaitForAsync(id, s => s is { State: JobState.Mapping, Map.Done: > 0 });
         await cluster.Rabbit.RestartAsync();
@@ -206,7 +206,7 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     [Fact]
     public async Task JobCompletesWhenTheLeaderIsKilledDuringTheReducePhase()
     {
-        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "2" };
+        var args = Stall(seconds: 2);
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 4, reduceTasks = 6, args });
         await WaitForAsync(id, s => s is { State: JobState.Reducing });
         var leader = await LeaderAsync();
@@ -221,7 +221,7 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     [Fact]
     public async Task KillingOneEtcdMemberMidJobDoesNotStopTheJob()
     {
-        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
+        var args = Stall(seconds: 1);
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 10, reduceTasks = 2, args });
         await WaitForAsync(id, s => s is { State: JobState.Mapping, Map.Done: > 0 });
         cluster.Etcd.KillMember(0);
@@ -240,11 +240,8 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     [Fact]
     public async Task SigtermLetsABusyWorkerFinishItsTasksWithinTheDrainTime()
     {
-        await using var drainer = await cluster.StartAsync("Queue.Worker", new()
-        {
-            ["Queue__Worker__WorkerId"] = "drainer", ["Queue__Worker__Slots"] = "2", ["Queue__Worker__DrainTimeout"] = "00:00:15",
-        });
-        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "3" };
+        await using var drainer = await StartWorkerAsync("drainer", drainTime: "00:00:15");
+        var args = Stall(seconds: 3);
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 10, reduceTasks = 2, args });
         var running = await WaitForRunningOnAsync(id, "drainer");
         drainer.Signal("TERM");
@@ -260,11 +257,8 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     [Fact]
     public async Task SigtermAbandonsWhatCannotFinishSoItIsRedeliveredAtOnce()
     {
-        await using var drainer = await cluster.StartAsync("Queue.Worker", new()
-        {
-            ["Queue__Worker__WorkerId"] = "quitter", ["Queue__Worker__Slots"] = "2", ["Queue__Worker__DrainTimeout"] = "00:00:01",
-        });
-        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "4" };
+        await using var drainer = await StartWorkerAsync("quitter", drainTime: "00:00:01");
+        var args = Stall(seconds: 4);
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 8, reduceTasks = 2, args });
         var running = await WaitForRunningOnAsync(id, "quitter");
         drainer.Signal("TERM");
@@ -280,6 +274,19 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
         }
         Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
     }
+
+    /// <summary>Crash-app arguments that make attempts hang for a while (ignoring cancellation), so tests can act mid-task.</summary>
+    private static Dictionary<string, string> Stall(int seconds, double rate = 1) => new()
+    {
+        ["stallRate"] = rate.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["stallSeconds"] = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>An extra worker process with a name and a drain time of its own.</summary>
+    private Task<ServiceProcess> StartWorkerAsync(string name, string drainTime) => cluster.StartAsync("Queue.Worker", new()
+    {
+        ["Queue__Worker__WorkerId"] = name, ["Queue__Worker__Slots"] = "2", ["Queue__Worker__DrainTimeout"] = drainTime,
+    });
 
     /// <summary>Waits until the named worker runs at least one map task of the job; returns their indices.</summary>
     private async Task<List<int>> WaitForRunningOnAsync(string id, string worker)
@@ -319,7 +326,7 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     [Fact]
     public async Task JobCompletesWhenTheLeaderIsKilledDuringTheMapPhase()
     {
-        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
+        var args = Stall(seconds: 1);
         var id = await cluster.Client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 12, reduceTasks = 2, args });
         await WaitForAsync(id, s => s is { State: JobState.Mapping, Map.Done: > 0 });
         var leader = await LeaderAsync();
