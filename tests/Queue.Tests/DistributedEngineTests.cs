@@ -130,6 +130,21 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
     }
 
     [Fact]
+    public async Task AJobWithThousandsOfTasksKeepsEtcdWritesSmall()
+    {
+        // 1 KiB splits over the books: over three thousand map tasks, each with its own small record in etcd.
+        var id = await cluster.Client.SubmitAsync(new { app = "wordcount", input = "books", splitSizeBytes = 1024, reduceTasks = 4 });
+        var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(4));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.True(view.Status.Map.Total > 3000, $"Only {view.Status.Map.Total} map tasks.");
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+        var details = await cluster.Client.GetDetailsAsync(id);
+        Assert.Equal(view.Status.Map.Total + 4, details.Tasks.Count);
+        // The job's status document does not grow with its tasks.
+        Assert.True(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(view.Status, Queue.Contracts.QueueJsonContext.Default.JobStatus).Length < 4096);
+    }
+
+    [Fact]
     public async Task MapAndReduceTasksRunInParallelOnBothWorkerProcesses()
     {
         // Each attempt stalls a second, so parallelism shows in overlapping run times.
