@@ -415,6 +415,9 @@ public sealed class JobScheduler(
                 };
                 status = status with { FailedAttempts = status.FailedAttempts + 1 };
                 break;
+            case TaskEventKind.Progress when report.AttemptId != task.LastAttempt:
+                Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "not the current attempt");
+                return;
         }
         if (report.Status is not null)
         {

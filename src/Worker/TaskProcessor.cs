@@ -149,7 +149,7 @@ public sealed class TaskProcessor(
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(drain.Token);
         attempt.CancelAfter(task.TaskTimeout);
         var watch = new LeaseWatch();
-        var guard = GuardAsync(message, task, watch, attempt);
+        var guard = GuardAsync(message, task, attemptId, watch, attempt);
         var started = time.GetTimestamp();
         var run = Task.Run(() => runner.RunAsync(task, attemptId, status => watch.Status = status, attempt.Token), CancellationToken.None);
         try
@@ -205,9 +205,10 @@ public sealed class TaskProcessor(
         }
     }
 
-    /// <summary>Renews the lease at half its remaining time and watches for job cancellation, until the attempt ends.</summary>
-    private async Task GuardAsync(ILeasedMessage message, TaskMessage task, LeaseWatch watch, CancellationTokenSource attempt)
+    /// <summary>Renews the lease at half its remaining time, watches for job cancellation and reports status changes, until the attempt ends.</summary>
+    private async Task GuardAsync(ILeasedMessage message, TaskMessage task, string attemptId, LeaseWatch watch, CancellationTokenSource attempt)
     {
+        string? reportedStatus = null;
         var nextCancelCheck = time.GetUtcNow() + options.CancelCheckInterval;
         try
         {
@@ -230,6 +231,12 @@ public sealed class TaskProcessor(
                 if (now >= nextCancelCheck)
                 {
                     nextCancelCheck = now + options.CancelCheckInterval;
+                    // A script's status goes out while it runs, at most once per check interval.
+                    if (watch.Status is { } current && current != reportedStatus)
+                    {
+                        reportedStatus = current;
+                        await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Progress, null, null, current);
+                    }
                     if (await jobs.IsCancelRequestedAsync(task.JobId, attempt.Token))
                     {
                         watch.JobCancelled = true;

@@ -216,6 +216,35 @@ public sealed class StreamingTests(EmbeddedEngineFixture engine) : IClassFixture
         Assert.DoesNotContain(names, name => name.StartsWith("Queue__", StringComparison.Ordinal) || name.StartsWith("DOTNET_", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task AScriptsStatusShowsWhileItRuns()
+    {
+        AddSampleScripts();
+        AddScript("slow-status.py", """
+            import sys, time
+            sys.stderr.write("reporter:status:warming up\n")
+            sys.stderr.flush()
+            time.sleep(3)
+            for line in sys.stdin:
+                pass
+            """);
+        var id = await engine.Client.SubmitAsync(new { mapper = "slow-status.py", reducer = "reducer.py", input = "books/pg-metamorphosis.txt", mapTasks = 1, reduceTasks = 1 });
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (true)
+        {
+            var details = await engine.Client.GetDetailsAsync(id);
+            var map = details.Tasks.SingleOrDefault(t => t.Phase == TaskPhase.Map);
+            if (map?.Status == "warming up")
+            {
+                Assert.Equal(TaskState.Running, map.State); // seen live, before the attempt ended
+                break;
+            }
+            Assert.True(DateTime.UtcNow < deadline && !details.Status.IsTerminal, "The status never showed while the script ran.");
+            await Task.Delay(100);
+        }
+        Assert.Equal(JobState.Succeeded, (await engine.Client.WaitAsync(id, TimeSpan.FromMinutes(1))).Status.State);
+    }
+
     [Theory]
     [InlineData("{\"mapper\":\"nosuch.py\",\"reducer\":\"reducer.py\",\"data\":\"books\",\"m_num\":2,\"r_num\":1}", 422)]
     [InlineData("{\"mapper\":\"../../etc/passwd\",\"data\":\"books\"}", 400)]

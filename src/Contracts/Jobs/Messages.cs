@@ -36,6 +36,8 @@ public enum TaskEventKind
     Started,
     Succeeded,
     Failed,
+    /// <summary>A running attempt's new status (a streaming script's <c>reporter:status:</c>).</summary>
+    Progress,
 }
 
 /// <summary>What a worker reports about one attempt, on the events queue.</summary>
