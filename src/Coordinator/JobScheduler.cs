@@ -33,6 +33,7 @@ public sealed class JobScheduler(
     private readonly Dictionary<string, JobRun> active = new(StringComparer.Ordinal);
     private readonly HashSet<string> finished = new(StringComparer.Ordinal);
     private ILeadership? lead;
+    private DateTimeOffset nextCount;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -81,6 +82,7 @@ public sealed class JobScheduler(
     {
         active.Clear();
         finished.Clear();
+        nextCount = DateTimeOffset.MinValue;
         await ScanJobsAsync(cancellationToken);
         Log.Reconciled(logger, active.Count);
         var nextScan = time.GetUtcNow() + options.PollInterval;
@@ -122,14 +124,18 @@ public sealed class JobScheduler(
     /// <summary>Picks up new jobs, cancel requests, and (on the first scan) every active job's stored state.</summary>
     private async Task ScanJobsAsync(CancellationToken cancellationToken)
     {
-        var entries = await jobs.ListEntriesAsync(cancellationToken);
-        var counts = new Dictionary<JobState, int>();
-        foreach (var entry in entries)
+        if (time.GetUtcNow() >= nextCount)
         {
-            counts[entry.Status.State] = counts.GetValueOrDefault(entry.Status.State) + 1;
+            // Counting every job reads them all: only for the jobs-by-state gauge, and seldom.
+            var counts = new Dictionary<JobState, int>();
+            foreach (var job in await jobs.ListEntriesAsync(cancellationToken))
+            {
+                counts[job.Status.State] = counts.GetValueOrDefault(job.Status.State) + 1;
+            }
+            metrics.SetJobCounts(counts);
+            nextCount = time.GetUtcNow() + TimeSpan.FromSeconds(10);
         }
-        metrics.SetJobCounts(counts);
-        foreach (var entry in entries)
+        foreach (var entry in await jobs.ListActiveEntriesAsync(cancellationToken))
         {
             var id = entry.Spec.Id;
             if (entry.Status.IsTerminal || finished.Contains(id))
@@ -510,7 +516,7 @@ public sealed class JobScheduler(
             Map = JobRun.Progress(run.Maps),
             Reduce = run.Reduces.Length > 0 ? JobRun.Progress(run.Reduces) : run.Status.Reduce,
         };
-        var writes = new List<KvWrite> { StatusWrite(status) };
+        var writes = new List<KvWrite> { StatusWrite(status), KvWrite.Delete(JobStore.ActiveKey(id)) };
         if (alsoWrite is not null)
         {
             writes.Add(alsoWrite);

@@ -11,6 +11,7 @@ namespace Queue.Contracts.Jobs;
 /// <item><c>/queue/jobs/{id}/status</c> — <see cref="JobStatus"/>, written by the leader (fenced).</item>
 /// <item><c>/queue/jobs/{id}/cancel</c> — present when a user asked to cancel.</item>
 /// <item><c>/queue/tasks/{id}/{m-00000|r-00000}</c> — <see cref="TaskRecord"/>, written by the leader (fenced).</item>
+/// <item><c>/queue/active/{id}</c> — present while the job has not ended, so the leader's scans read active jobs only.</item>
 /// </list>
 /// Tasks live under their own prefix so listing jobs never reads thousands of task records.
 /// </summary>
@@ -18,12 +19,14 @@ public sealed class JobStore(IKeyValueStore kv)
 {
     public const string JobsPrefix = "/queue/jobs/";
     public const string TasksPrefix = "/queue/tasks/";
+    public const string ActivePrefix = "/queue/active/";
 
     public IKeyValueStore Store => kv;
 
     public static string SpecKey(string jobId) => $"{JobsPrefix}{jobId}/spec";
     public static string StatusKey(string jobId) => $"{JobsPrefix}{jobId}/status";
     public static string CancelKey(string jobId) => $"{JobsPrefix}{jobId}/cancel";
+    public static string ActiveKey(string jobId) => $"{ActivePrefix}{jobId}";
     public static string TaskKey(string jobId, TaskPhase phase, int index) => $"{TasksPrefix}{jobId}/{TaskNames.TaskId(phase, index)}";
 
     public static byte[] Serialize<T>(T value, JsonTypeInfo<T> type) => JsonSerializer.SerializeToUtf8Bytes(value, type);
@@ -40,6 +43,7 @@ public sealed class JobStore(IKeyValueStore kv)
             [
                 new KvWrite(SpecKey(spec.Id), Serialize(spec, QueueJsonContext.Default.JobSpec)),
                 new KvWrite(StatusKey(spec.Id), Serialize(status, QueueJsonContext.Default.JobStatus)),
+                new KvWrite(ActiveKey(spec.Id), []),
             ],
             cancellationToken);
     }
@@ -74,6 +78,17 @@ public sealed class JobStore(IKeyValueStore kv)
             views.Add(new JobView(entries[i].Spec, entries[i].Status));
         }
         return views;
+    }
+
+    /// <summary>The jobs that have not ended, with whether a cancel was requested: a read per active job, none for finished ones.</summary>
+    public async Task<List<JobEntry>> ListActiveEntriesAsync(CancellationToken cancellationToken)
+    {
+        var entries = new List<JobEntry>();
+        foreach (var marker in await kv.ListAsync(ActivePrefix, cancellationToken))
+        {
+            entries.AddRange(ToEntries(await kv.ListAsync($"{JobsPrefix}{marker.Key[ActivePrefix.Length..]}/", cancellationToken)));
+        }
+        return entries;
     }
 
     /// <summary>Every job with whether a cancel was requested, oldest first.</summary>
