@@ -34,13 +34,9 @@ public static class BlobsApi
 
     private static async Task<IResult> ListAsync(string container, string? prefix, IBlobStore blobs, CancellationToken ct)
     {
-        if (Invalid(container, prefix ?? "") is { } invalid && prefix is { Length: > 0 })
+        if ((InvalidContainer(container) ?? (string.IsNullOrEmpty(prefix) ? null : InvalidName(prefix))) is { } invalid)
         {
             return invalid;
-        }
-        if (!JobRequestValidator.IsContainerName(container))
-        {
-            return Results.Problem(statusCode: 400, title: "Invalid container", detail: "Use 1-63 lowercase letters, digits and '-'.");
         }
         var items = new List<BlobItem>();
         await foreach (var item in blobs.ListAsync(container, prefix ?? "", ct))
@@ -67,10 +63,15 @@ public static class BlobsApi
         }, "application/octet-stream");
     }
 
-    private static IResult? Invalid(string container, string name) =>
-        !JobRequestValidator.IsContainerName(container)
-            ? Results.Problem(statusCode: 400, title: "Invalid container", detail: "Use 1-63 lowercase letters, digits and '-'.")
-            : name.Length == 0 || !JobRequestValidator.IsSafeBlobPath(name)
-                ? Results.Problem(statusCode: 400, title: "Invalid blob name", detail: "Blob names are relative paths without '..', '\\\\' or control characters.")
-                : null;
+    private static IResult? Invalid(string container, string name) => InvalidContainer(container) ?? InvalidName(name);
+
+    private static IResult? InvalidContainer(string container) =>
+        JobRequestValidator.IsContainerName(container)
+            ? null
+            : Results.Problem(statusCode: 400, title: "Invalid container", detail: "Use 1-63 lowercase letters, digits and '-'.");
+
+    private static IResult? InvalidName(string name) =>
+        name.Length > 0 && JobRequestValidator.IsSafeBlobPath(name)
+            ? null
+            : Results.Problem(statusCode: 400, title: "Invalid blob name", detail: "Blob names are relative paths without '..', '\\\\' or control characters.");
 }

@@ -59,7 +59,7 @@ public static class JobsApi
             return Problem(400, "Invalid request", "'data' is required: a container, or a prefix of the source container.");
         }
         var input = seed.Data;
-        if (!input.Contains('/') && JobRequestValidator.IsContainerName(input) && !await AnyBlobAsync(blobs, input, ct))
+        if (!input.Contains('/') && JobRequestValidator.IsContainerName(input) && !await blobs.AnyAsync(input, "", ct))
         {
             input = $"{options.Value.SourceContainer}/{input}";
         }
@@ -78,15 +78,6 @@ public static class JobsApi
         }
         var location = $"/jobs/{id}";
         return Results.Accepted(location, new JobCreated(id!, location));
-    }
-
-    private static async Task<bool> AnyBlobAsync(IBlobStore blobs, string container, CancellationToken ct)
-    {
-        await foreach (var _ in blobs.ListAsync(container, "", ct))
-        {
-            return true;
-        }
-        return false;
     }
 
     private static async Task<IResult> GetAsync(string id, bool? tasks, JobStore jobs, CancellationToken ct)

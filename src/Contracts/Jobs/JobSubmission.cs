@@ -55,7 +55,7 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
                 return (null, new RequestError(400, "Invalid app arguments", e.Message));
             }
         }
-        if (spec.MapJob is null && !await HasInputAsync(spec, cancellationToken))
+        if (spec.MapJob is null && !await blobs.AnyAsync(spec.InputContainer, spec.InputPrefix, cancellationToken))
         {
             return (null, new RequestError(404, "Input not found", $"No blobs found under '{spec.InputContainer}/{spec.InputPrefix}'."));
         }
@@ -64,14 +64,5 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
             return (null, new RequestError(409, "Job id taken", $"A job with id '{id}' exists already; submit again."));
         }
         return (id, null);
-    }
-
-    private async Task<bool> HasInputAsync(JobSpec spec, CancellationToken cancellationToken)
-    {
-        await foreach (var _ in blobs.ListAsync(spec.InputContainer, spec.InputPrefix, cancellationToken))
-        {
-            return true;
-        }
-        return false;
     }
 }

@@ -79,6 +79,16 @@ public static class BlobStoreExtensions
         return buffer.ToArray();
     }
 
+    /// <summary>True when at least one blob's name starts with <paramref name="prefix"/> (an absent container holds none).</summary>
+    public static async Task<bool> AnyAsync(this IBlobStore store, string container, string prefix, CancellationToken cancellationToken)
+    {
+        await foreach (var _ in store.ListAsync(container, prefix, cancellationToken))
+        {
+            return true;
+        }
+        return false;
+    }
+
     /// <summary>Deletes every blob under a prefix; returns how many were deleted.</summary>
     public static async Task<int> DeletePrefixAsync(this IBlobStore store, string container, string prefix, CancellationToken cancellationToken)
     {
