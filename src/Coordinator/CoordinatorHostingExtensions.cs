@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Queue.Coordinator;
+using Queue.Coordinator.Scheduling;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -13,6 +14,10 @@ public static class CoordinatorHostingExtensions
         builder.Services.AddSingleton<CoordinatorMetrics>();
         builder.Services.AddHostedService<QueueDepthSampler>();
         builder.Services.AddHostedService<LeaderElectionService>();
+        builder.Services.AddSingleton<TaskDispatcher>();
+        builder.Services.AddSingleton<JobFinisher>();
+        builder.Services.AddSingleton<JobPlanner>();
+        builder.Services.AddSingleton<TaskEventHandler>();
         builder.Services.AddHostedService<JobScheduler>();
         return builder;
     }

@@ -17,5 +17,11 @@ public sealed class AdapterOptions
     /// <summary>Root folder of the filesystem blob store, one subfolder per container. Default <c>./data</c>.</summary>
     public string DataPath { get; set; } = "data";
 
+    /// <summary>
+    /// Whether the embedded coordination store keeps its log in <c>{DataPath}/.state</c> so jobs survive a
+    /// restart. Default true; false keeps it in memory only.
+    /// </summary>
+    public bool PersistEmbeddedState { get; set; } = true;
+
     public bool IsEmbeddedQueue => string.Equals(WorkQueue, "embedded", StringComparison.OrdinalIgnoreCase);
 }

@@ -26,6 +26,7 @@ public static class QueueHostingExtensions
         var services = builder.Services;
         var adapters = builder.Configuration.GetSection(AdapterOptions.Section).Get<AdapterOptions>() ?? new AdapterOptions();
         services.AddSingleton(adapters);
+        services.AddHostedService<AdapterStartupLog>();
         services.TryAddSingleton(TimeProvider.System);
         services.AddOptions<WorkQueueOptions>().BindConfiguration(WorkQueueOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
@@ -75,8 +76,11 @@ public static class QueueHostingExtensions
         switch (adapters.Coordination.ToLowerInvariant())
         {
             case "embedded":
-                services.AddSingleton<InMemoryKeyValueStore>();
-                services.AddSingleton<IKeyValueStore>(sp => sp.GetRequiredService<InMemoryKeyValueStore>());
+                // Jobs survive a restart: the store's log lives in the data folder, beside the blobs (not a container: dot-named).
+                services.AddSingleton(sp => new EmbeddedKeyValueStore(
+                    adapters.PersistEmbeddedState ? Path.Combine(Path.GetFullPath(adapters.DataPath), ".state", "coordination.log") : null,
+                    sp.GetRequiredService<TimeProvider>()));
+                services.AddSingleton<IKeyValueStore>(sp => sp.GetRequiredService<EmbeddedKeyValueStore>());
                 services.AddSingleton<ILeaderElection, EmbeddedLeaderElection>();
                 break;
             case "etcd":

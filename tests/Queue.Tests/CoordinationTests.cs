@@ -97,7 +97,7 @@ public abstract class CoordinationConformance
 
 public sealed class EmbeddedCoordinationTests : CoordinationConformance
 {
-    private readonly InMemoryKeyValueStore store = new();
+    private readonly EmbeddedKeyValueStore store = new();
     private readonly EmbeddedLeaderElection election;
 
     public EmbeddedCoordinationTests() => election = new EmbeddedLeaderElection(store);
@@ -207,8 +207,8 @@ public sealed class EtcdCoordinationTests : CoordinationConformance, IDisposable
             RetryTimeout = TimeSpan.FromSeconds(1),
             RequestTimeout = TimeSpan.FromMilliseconds(300),
         }), NullLogger<EtcdClient>.Instance);
-        var error = await Assert.ThrowsAsync<EtcdUnavailableException>(() => new EtcdKeyValueStore(dead).GetAsync("/x", CancellationToken.None));
-        Assert.Contains("etcd is unreachable at http://127.0.0.1:", error.Message, StringComparison.Ordinal);
+        var error = await Assert.ThrowsAsync<BrokerUnavailableException>(() => new EtcdKeyValueStore(dead).GetAsync("/x", CancellationToken.None));
+        Assert.Contains("etcd is unavailable: unreachable at http://127.0.0.1:", error.Message, StringComparison.Ordinal);
     }
 }
 

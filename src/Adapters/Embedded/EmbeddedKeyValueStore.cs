@@ -1,22 +1,73 @@
+using System.Buffers.Binary;
+using System.IO.Hashing;
+using System.Text;
 using Queue.Contracts.Ports;
 
 namespace Queue.Adapters.Embedded;
 
-/// <summary>An in-process key-value store with etcd's revision model: one global revision, bumped per transaction.</summary>
-public sealed class InMemoryKeyValueStore : IKeyValueStore
+/// <summary>
+/// The embedded key-value store, with etcd's revision model: one global revision, bumped per
+/// transaction. Given a log path it is durable: every transaction is appended to the log and
+/// fsynced before it is acknowledged, the log is replayed on open (a torn last record from a crash
+/// is cut off) and rewritten as a snapshot once mostly dead. Leased keys (heartbeats, election
+/// candidates) live in memory only, as etcd's leased keys die with their owner.
+/// </summary>
+public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
 {
+    private const byte OpDelete = 0;
+    private const byte OpPut = 1;
+    private const byte OpSnapshotPut = 2;
+    private const int HeaderBytes = 8;
+    private const long CompactAtBytes = 8 << 20;
+
     private readonly Lock gate = new();
     private readonly SortedDictionary<string, KvEntry> entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> leaseExpiry = new(StringComparer.Ordinal);
+    private readonly TimeProvider time;
+    private readonly string? logPath;
+    private FileStream? log;
+    private long liveBytes;
     private long revision;
+
+    /// <summary>An in-memory store (tests, or when no data folder is configured).</summary>
+    public EmbeddedKeyValueStore()
+        : this(null, TimeProvider.System)
+    {
+    }
+
+    /// <summary>A store persisted to <paramref name="logPath"/> (created if missing), or in memory when null.</summary>
+    public EmbeddedKeyValueStore(string? logPath, TimeProvider time)
+    {
+        this.time = time;
+        if (logPath is null)
+        {
+            return;
+        }
+        this.logPath = Path.GetFullPath(logPath);
+        Directory.CreateDirectory(Path.GetDirectoryName(this.logPath)!);
+        try
+        {
+            // FileShare.None takes an exclusive lock: two engines on one data folder would interleave their logs.
+            log = new FileStream(this.logPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        }
+        catch (IOException e)
+        {
+            throw new InvalidOperationException($"The coordination log {this.logPath} is in use by another process; one embedded engine per data folder.", e);
+        }
+        Replay(log);
+    }
 
     /// <summary>Raised after every applied transaction, outside the lock.</summary>
     public event Action? Changed;
+
+    /// <summary>The log file, when the store is durable.</summary>
+    public string? LogPath => logPath;
 
     public Task<KvEntry?> GetAsync(string key, CancellationToken cancellationToken)
     {
         lock (gate)
         {
-            return Task.FromResult(entries.GetValueOrDefault(key));
+            return Task.FromResult(IsLive(key) ? entries.GetValueOrDefault(key) : null);
         }
     }
 
@@ -29,7 +80,10 @@ public sealed class InMemoryKeyValueStore : IKeyValueStore
             {
                 if (key.StartsWith(prefix, StringComparison.Ordinal))
                 {
-                    found.Add(entry);
+                    if (IsLive(key))
+                    {
+                        found.Add(entry);
+                    }
                 }
                 else if (string.CompareOrdinal(key, prefix) > 0)
                 {
@@ -47,28 +101,232 @@ public sealed class InMemoryKeyValueStore : IKeyValueStore
         {
             foreach (var compare in compares)
             {
-                entries.TryGetValue(compare.Key, out var current);
+                var current = IsLive(compare.Key) ? entries.GetValueOrDefault(compare.Key) : null;
                 var actual = current is null ? 0 : compare.Target == KvCompareTarget.CreateRevision ? current.CreateRevision : current.ModRevision;
                 if (actual != compare.Revision)
                 {
                     return Task.FromResult(false);
                 }
             }
+            // Written (and fsynced) before it is applied: an acknowledged transaction survives a crash.
+            Append(revision + 1, writes, durable: true);
             revision++;
             foreach (var write in writes)
             {
-                if (write.Value is null)
-                {
-                    entries.Remove(write.Key);
-                }
-                else
-                {
-                    var created = entries.TryGetValue(write.Key, out var current) ? current.CreateRevision : revision;
-                    entries[write.Key] = new KvEntry(write.Key, write.Value, created, revision);
-                }
+                leaseExpiry.Remove(write.Key);
+                Apply(write.Key, write.Value, revision);
             }
         }
         Changed?.Invoke();
         return Task.FromResult(true);
+    }
+
+    public Task PutLeasedAsync(string key, byte[] value, TimeSpan ttl, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (gate)
+        {
+            // Only the revision is logged (without fsync), so revisions and epochs stay increasing across restarts.
+            Append(revision + 1, [], durable: false);
+            revision++;
+            IsLive(key);
+            Apply(key, value, revision);
+            leaseExpiry[key] = ttl == Timeout.InfiniteTimeSpan ? long.MaxValue : time.GetTimestamp() + (long)(ttl.TotalSeconds * time.TimestampFrequency);
+        }
+        Changed?.Invoke();
+        return Task.CompletedTask;
+    }
+
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            log?.Dispose();
+            log = null;
+        }
+    }
+
+    /// <summary>False (and the key dropped) when it was leased and its lease has run out.</summary>
+    private bool IsLive(string key)
+    {
+        if (!leaseExpiry.TryGetValue(key, out var expiry) || expiry > time.GetTimestamp())
+        {
+            return true;
+        }
+        leaseExpiry.Remove(key);
+        entries.Remove(key);
+        return false;
+    }
+
+    private void Apply(string key, byte[]? value, long atRevision)
+    {
+        if (value is null)
+        {
+            if (entries.Remove(key, out var old))
+            {
+                liveBytes -= EntryBytes(old);
+            }
+            return;
+        }
+        var created = atRevision;
+        if (entries.TryGetValue(key, out var current))
+        {
+            created = current.CreateRevision;
+            liveBytes -= EntryBytes(current);
+        }
+        var entry = new KvEntry(key, value, created, atRevision);
+        entries[key] = entry;
+        liveBytes += EntryBytes(entry);
+    }
+
+    private static long EntryBytes(KvEntry entry) => entry.Key.Length + entry.Value.Length + 32;
+
+    private void Append(long atRevision, IReadOnlyList<KvWrite> writes, bool durable)
+    {
+        if (log is null)
+        {
+            return;
+        }
+        var payload = new MemoryStream();
+        using (var writer = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
+        {
+            writer.Write(atRevision);
+            writer.Write(writes.Count);
+            foreach (var write in writes)
+            {
+                writer.Write(write.Value is null ? OpDelete : OpPut);
+                WriteBytes(writer, Encoding.UTF8.GetBytes(write.Key));
+                if (write.Value is not null)
+                {
+                    WriteBytes(writer, write.Value);
+                }
+            }
+        }
+        WriteRecord(log, payload);
+        if (durable)
+        {
+            log.Flush(flushToDisk: true);
+            if (log.Length > CompactAtBytes && log.Length > 4 * liveBytes)
+            {
+                Compact();
+            }
+        }
+        else
+        {
+            log.Flush(flushToDisk: false);
+        }
+    }
+
+    private static void WriteBytes(BinaryWriter writer, byte[] bytes)
+    {
+        writer.Write(bytes.Length);
+        writer.Write(bytes);
+    }
+
+    private static void WriteRecord(Stream stream, MemoryStream payload)
+    {
+        var body = payload.GetBuffer().AsSpan(0, (int)payload.Length);
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        BinaryPrimitives.WriteInt32LittleEndian(header, body.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[4..], Crc32.HashToUInt32(body));
+        stream.Write(header);
+        stream.Write(body);
+    }
+
+    /// <summary>Rewrites the log as one snapshot record of the live durable entries, then swaps it in.</summary>
+    private void Compact()
+    {
+        var temp = logPath + ".compact";
+        using (var snapshot = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+        {
+            var payload = new MemoryStream();
+            using (var writer = new BinaryWriter(payload, Encoding.UTF8, leaveOpen: true))
+            {
+                var durable = new List<KvEntry>(entries.Count);
+                foreach (var (key, entry) in entries)
+                {
+                    if (!leaseExpiry.ContainsKey(key))
+                    {
+                        durable.Add(entry);
+                    }
+                }
+                writer.Write(revision);
+                writer.Write(durable.Count);
+                foreach (var entry in durable)
+                {
+                    writer.Write(OpSnapshotPut);
+                    WriteBytes(writer, Encoding.UTF8.GetBytes(entry.Key));
+                    WriteBytes(writer, entry.Value);
+                    writer.Write(entry.CreateRevision);
+                    writer.Write(entry.ModRevision);
+                }
+            }
+            WriteRecord(snapshot, payload);
+            snapshot.Flush(flushToDisk: true);
+        }
+        log!.Dispose();
+        // rename(2) replaces the log atomically: a crash leaves either the old log or the snapshot.
+        File.Move(temp, logPath!, overwrite: true);
+        log = new FileStream(logPath!, FileMode.Open, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        log.Seek(0, SeekOrigin.End);
+    }
+
+    private void Replay(FileStream file)
+    {
+        var header = new byte[HeaderBytes];
+        long good = 0;
+        while (true)
+        {
+            if (file.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false) < HeaderBytes)
+            {
+                break;
+            }
+            var length = BinaryPrimitives.ReadInt32LittleEndian(header);
+            var crc = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4));
+            if (length < 12 || length > file.Length - good - HeaderBytes)
+            {
+                break;
+            }
+            var body = new byte[length];
+            if (file.ReadAtLeast(body, length, throwOnEndOfStream: false) < length || Crc32.HashToUInt32(body) != crc)
+            {
+                break;
+            }
+            ApplyRecord(body);
+            good = file.Position;
+        }
+        // Whatever follows the last whole record is a write torn by a crash: it was never acknowledged.
+        file.SetLength(good);
+        file.Seek(good, SeekOrigin.Begin);
+    }
+
+    private void ApplyRecord(byte[] body)
+    {
+        using var reader = new BinaryReader(new MemoryStream(body), Encoding.UTF8);
+        var atRevision = reader.ReadInt64();
+        var count = reader.ReadInt32();
+        for (var i = 0; i < count; i++)
+        {
+            var op = reader.ReadByte();
+            var key = Encoding.UTF8.GetString(reader.ReadBytes(reader.ReadInt32()));
+            switch (op)
+            {
+                case OpDelete:
+                    Apply(key, null, atRevision);
+                    break;
+                case OpPut:
+                    Apply(key, reader.ReadBytes(reader.ReadInt32()), atRevision);
+                    break;
+                case OpSnapshotPut:
+                    var value = reader.ReadBytes(reader.ReadInt32());
+                    var entry = new KvEntry(key, value, reader.ReadInt64(), reader.ReadInt64());
+                    entries[key] = entry;
+                    liveBytes += EntryBytes(entry);
+                    break;
+                default:
+                    throw new InvalidDataException($"Unknown operation {op} in the coordination log.");
+            }
+        }
+        revision = Math.Max(revision, atRevision);
     }
 }

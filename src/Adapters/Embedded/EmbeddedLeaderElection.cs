@@ -8,14 +8,15 @@ namespace Queue.Adapters.Embedded;
 /// the election prefix and the one with the lowest create revision leads. The fence is that key's
 /// create revision, so a deleted (expired) key makes every later fenced write fail.
 /// </summary>
-public sealed class EmbeddedLeaderElection(InMemoryKeyValueStore store) : ILeaderElection
+public sealed class EmbeddedLeaderElection(EmbeddedKeyValueStore store) : ILeaderElection
 {
     public const string Prefix = "/queue/election/";
 
     public async Task<ILeadership> CampaignAsync(string candidateId, CancellationToken cancellationToken)
     {
         var key = Prefix + Guid.NewGuid().ToString("N");
-        await store.TransactAsync([KvCompare.Absent(key)], [new KvWrite(key, Encoding.UTF8.GetBytes(candidateId))], cancellationToken);
+        // A candidate lives as long as this process, and not in the durable log: after a restart nobody leads.
+        await store.PutLeasedAsync(key, Encoding.UTF8.GetBytes(candidateId), Timeout.InfiniteTimeSpan, cancellationToken);
         var mine = await store.GetAsync(key, cancellationToken) ?? throw new InvalidOperationException("Candidate key vanished.");
         try
         {
@@ -60,10 +61,10 @@ public sealed class EmbeddedLeaderElection(InMemoryKeyValueStore store) : ILeade
 
     private sealed class Leadership : ILeadership
     {
-        private readonly InMemoryKeyValueStore store;
+        private readonly EmbeddedKeyValueStore store;
         private readonly CancellationTokenSource lost = new();
 
-        public Leadership(InMemoryKeyValueStore store, string candidateId, KvEntry key)
+        public Leadership(EmbeddedKeyValueStore store, string candidateId, KvEntry key)
         {
             this.store = store;
             CandidateId = candidateId;

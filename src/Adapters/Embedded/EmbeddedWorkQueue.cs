@@ -27,6 +27,8 @@ public sealed class EmbeddedWorkQueue : IWorkQueue, IDisposable
 
     public string Name { get; }
 
+    public bool IsDurable => false;
+
     public Task SendAsync(ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();

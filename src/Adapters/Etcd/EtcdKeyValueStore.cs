@@ -7,6 +7,7 @@ namespace Queue.Adapters.Etcd;
 public sealed class EtcdKeyValueStore(EtcdClient client) : IKeyValueStore
 {
     private const int PageSize = 500;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> leases = new(StringComparer.Ordinal);
 
     public async Task<KvEntry?> GetAsync(string key, CancellationToken cancellationToken)
     {
@@ -52,6 +53,19 @@ public sealed class EtcdKeyValueStore(EtcdClient client) : IKeyValueStore
         }
         var response = await client.TxnAsync(txn, cancellationToken);
         return response.Succeeded;
+    }
+
+    public async Task PutLeasedAsync(string key, byte[] value, TimeSpan ttl, CancellationToken cancellationToken)
+    {
+        // One lease per key, kept alive by each write; a lapsed one (the writer stalled past its TTL) is replaced.
+        if (!leases.TryGetValue(key, out var lease) || await client.KeepAliveOnceAsync(lease, cancellationToken) <= 0)
+        {
+            lease = await client.GrantLeaseAsync(ttl, cancellationToken);
+            leases[key] = lease;
+        }
+        var txn = new TxnRequest();
+        txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = Encoding.UTF8.GetBytes(key), Value = value, Lease = lease } });
+        await client.TxnAsync(txn, cancellationToken);
     }
 
     /// <summary>

@@ -16,6 +16,12 @@ public interface IKeyValueStore
     /// nothing) otherwise. Leader-fenced writes pass <see cref="ILeadership.Fence"/> as one compare.
     /// </summary>
     Task<bool> TransactAsync(IReadOnlyList<KvCompare> compares, IReadOnlyList<KvWrite> writes, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Writes a key tied to a lease of <paramref name="ttl"/>: unless written again within that time
+    /// (a heartbeat), the key disappears, as it does when its writer dies.
+    /// </summary>
+    Task PutLeasedAsync(string key, byte[] value, TimeSpan ttl, CancellationToken cancellationToken);
 }
 
 /// <summary>A stored value with etcd-style revisions.</summary>

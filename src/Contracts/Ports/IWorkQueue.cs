@@ -19,6 +19,12 @@ public interface IWorkQueue
     /// <summary>The queue's name, e.g. <c>tasks</c> or <c>events</c>.</summary>
     string Name { get; }
 
+    /// <summary>
+    /// Whether messages outlive this process (every broker). The embedded queue's do not: after a
+    /// restart the coordinator sends the unfinished tasks of its (durable) job records again.
+    /// </summary>
+    bool IsDurable => true;
+
     /// <summary>Sends one message; returns once the broker has accepted it durably.</summary>
     Task SendAsync(ReadOnlyMemory<byte> body, CancellationToken cancellationToken);
 
@@ -94,4 +100,15 @@ public static class QueueNames
 {
     public const string Tasks = "tasks";
     public const string Events = "events";
+}
+
+/// <summary>
+/// A broker or store cannot be reached right now (connection refused or dropped, timeouts, the
+/// service's own 5xx after the client's retries). Every adapter throws this, and only this, for
+/// connection-level faults, so callers can ride them out and treat anything else as a bug.
+/// </summary>
+public sealed class BrokerUnavailableException(string service, string message, Exception? inner = null)
+    : Exception($"{service} is unavailable: {message}", inner)
+{
+    public string Service { get; } = service;
 }

@@ -1,6 +1,6 @@
 using Queue.Contracts.Jobs;
 
-namespace Queue.Coordinator;
+namespace Queue.Coordinator.Scheduling;
 
 /// <summary>The leader's in-memory copy of one active job; changed only after its fenced write succeeded.</summary>
 public sealed class JobRun(JobSpec spec, JobStatus status)
@@ -14,6 +14,21 @@ public sealed class JobRun(JobSpec spec, JobStatus status)
     public TaskRecord[] Reduces { get; set; } = [];
 
     public TaskRecord[] Tasks(TaskPhase phase) => phase == TaskPhase.Map ? Maps : Reduces;
+
+    public void SetTasks(TaskPhase phase, TaskRecord[] records)
+    {
+        if (phase == TaskPhase.Map)
+        {
+            Maps = records;
+        }
+        else
+        {
+            Reduces = records;
+        }
+    }
+
+    public static JobStatus WithProgress(JobStatus status, TaskPhase phase, TaskRecord[] records) =>
+        phase == TaskPhase.Map ? status with { Map = Progress(records) } : status with { Reduce = Progress(records) };
 
     public static PhaseProgress Progress(TaskRecord[] tasks)
     {

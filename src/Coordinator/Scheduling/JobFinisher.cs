@@ -1,0 +1,73 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Queue.Contracts;
+using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
+
+namespace Queue.Coordinator.Scheduling;
+
+/// <summary>The end of a job: its final state (fenced, with the active index entry removed), then the cleanup of its intermediates.</summary>
+public sealed class JobFinisher(
+    IBlobStore blobs,
+    IOptions<StorageOptions> storage,
+    CoordinatorMetrics metrics,
+    TimeProvider time,
+    ILogger<JobFinisher> logger)
+{
+    private readonly StorageOptions storage = storage.Value;
+
+    public async Task EndAsync(LeaderSession session, JobRun run, JobState state, string? error, CancellationToken cancellationToken, KvWrite? alsoWrite = null)
+    {
+        var id = run.Spec.Id;
+        var outputs = new List<string>();
+        if (state == JobState.Succeeded && !run.Spec.MapOnly)
+        {
+            for (var r = 0; r < run.Spec.ReduceTasks; r++)
+            {
+                outputs.Add(TaskNames.OutputPart(id, r));
+            }
+        }
+        var status = run.Status with
+        {
+            State = state,
+            Error = error,
+            FinishedAt = time.GetUtcNow(),
+            Outputs = outputs,
+            OutputContainer = state == JobState.Succeeded && !run.Spec.MapOnly ? storage.OutputContainer : null,
+            Map = JobRun.Progress(run.Maps),
+            Reduce = run.Reduces.Length > 0 ? JobRun.Progress(run.Reduces) : run.Status.Reduce,
+        };
+        var writes = new List<KvWrite> { session.StatusWrite(status), KvWrite.Delete(JobStore.ActiveKey(id)) };
+        if (alsoWrite is not null)
+        {
+            writes.Add(alsoWrite);
+        }
+        if (state == JobState.Failed)
+        {
+            // The cancel marker tells workers to drop the job's remaining tasks.
+            writes.Add(new KvWrite(JobStore.CancelKey(id), [1]));
+        }
+        await session.CommitAsync(writes, cancellationToken);
+        run.Status = status;
+        session.Active.Remove(id);
+        session.Finished.Add(id);
+        if (error is not null && state == JobState.Failed)
+        {
+            Log.JobFailed(logger, id, error);
+        }
+        Log.JobEnded(logger, id, state.ToString());
+        metrics.JobEnded(state, status.FinishedAt!.Value - status.SubmittedAt);
+        // A succeeded map-only job keeps its intermediates for the reduce-only job that follows.
+        if (storage.DeleteIntermediates && !(run.Spec.MapOnly && state == JobState.Succeeded))
+        {
+            try
+            {
+                await blobs.DeletePrefixAsync(storage.IntermediateContainer, id + "/", cancellationToken);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or HttpRequestException)
+            {
+                Log.CleanupFailed(logger, id, e.Message);
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Queue.Contracts;
+using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
+
+namespace Queue.Coordinator.Scheduling;
+
+/// <summary>
+/// A job's phases: splits the input into map tasks, moves from map to reduce once every map is done
+/// (writing the manifest of winning attempts), and resumes a job from its stored state after a failover.
+/// </summary>
+public sealed class JobPlanner(
+    JobStore jobs,
+    IBlobStore blobs,
+    TaskDispatcher dispatcher,
+    JobFinisher finisher,
+    IOptions<StorageOptions> storage,
+    TimeProvider time,
+    ILogger<JobPlanner> logger)
+{
+    private const int MaxMapTasks = 100_000;
+    private readonly StorageOptions storage = storage.Value;
+
+    /// <summary>Reads an active job's stored status and task records.</summary>
+    public async Task<JobRun> LoadAsync(JobEntry entry, CancellationToken cancellationToken)
+    {
+        var run = new JobRun(entry.Spec, entry.Status);
+        if (entry.Status.State == JobState.Pending)
+        {
+            return run;
+        }
+        var maps = new List<TaskRecord>();
+        var reduces = new List<TaskRecord>();
+        foreach (var task in await jobs.GetTasksAsync(entry.Spec.Id, cancellationToken))
+        {
+            (task.Phase == TaskPhase.Map ? maps : reduces).Add(task);
+        }
+        run.Maps = [.. maps];
+        run.Reduces = [.. reduces];
+        return run;
+    }
+
+    /// <summary>Continues a job from its stored state: plan it, send what was planned but never sent, or move to the next phase.</summary>
+    public async Task ResumeAsync(LeaderSession session, JobRun run, CancellationToken cancellationToken)
+    {
+        switch (run.Status.State)
+        {
+            case JobState.Pending:
+                await PlanAsync(session, run, cancellationToken);
+                break;
+            case JobState.Mapping when run.Maps.Length != run.Status.Map.Total:
+                await PlanAsync(session, run, cancellationToken);
+                break;
+            case JobState.Mapping when JobRun.AllDone(run.Maps):
+                await FinishMapPhaseAsync(session, run, cancellationToken);
+                break;
+            case JobState.Mapping:
+                await dispatcher.SendAsync(session, run, TaskPhase.Map, session.ResendUnfinished, cancellationToken);
+                break;
+            case JobState.Reducing when run.Reduces.Length != run.Spec.ReduceTasks:
+                await StartReducePhaseAsync(session, run, cancellationToken);
+                break;
+            case JobState.Reducing when JobRun.AllDone(run.Reduces):
+                await finisher.EndAsync(session, run, JobState.Succeeded, null, cancellationToken);
+                break;
+            case JobState.Reducing:
+                await dispatcher.SendAsync(session, run, TaskPhase.Reduce, session.ResendUnfinished, cancellationToken);
+                break;
+        }
+    }
+
+    /// <summary>After a task succeeded: the next phase (or the end) once its phase is all done.</summary>
+    public async Task AdvanceAsync(LeaderSession session, JobRun run, TaskPhase phase, CancellationToken cancellationToken)
+    {
+        if (phase == TaskPhase.Map && run.Status.State == JobState.Mapping && JobRun.AllDone(run.Maps))
+        {
+            await FinishMapPhaseAsync(session, run, cancellationToken);
+        }
+        else if (phase == TaskPhase.Reduce && run.Status.State == JobState.Reducing && JobRun.AllDone(run.Reduces))
+        {
+            await finisher.EndAsync(session, run, JobState.Succeeded, null, cancellationToken);
+        }
+    }
+
+    private async Task PlanAsync(LeaderSession session, JobRun run, CancellationToken cancellationToken)
+    {
+        var spec = run.Spec;
+        if (spec.MapJob is not null)
+        {
+            // A reduce-only job: the map-only job's manifest and intermediates are its map phase.
+            await StartReducePhaseAsync(session, run, cancellationToken);
+            return;
+        }
+        var inputs = new List<BlobItem>();
+        await foreach (var blob in blobs.ListAsync(spec.InputContainer, spec.InputPrefix, cancellationToken))
+        {
+            inputs.Add(blob);
+        }
+        if (inputs.Count == 0)
+        {
+            await finisher.EndAsync(session, run, JobState.Failed, $"Input '{spec.InputContainer}/{spec.InputPrefix}' holds no blobs.", cancellationToken);
+            return;
+        }
+        // Workers write here; object stores (unlike folders) need containers made first.
+        await blobs.CreateContainerIfMissingAsync(storage.IntermediateContainer, cancellationToken);
+        await blobs.CreateContainerIfMissingAsync(storage.OutputContainer, cancellationToken);
+        var splits = SplitPlanner.Plan(inputs, spec.MapTasks, spec.SplitSizeBytes);
+        if (splits.Count > MaxMapTasks)
+        {
+            await finisher.EndAsync(session, run, JobState.Failed, $"The input would need {splits.Count} map tasks; the limit is {MaxMapTasks}. Raise splitSizeBytes.", cancellationToken);
+            return;
+        }
+        long inputBytes = 0;
+        var maps = new TaskRecord[splits.Count];
+        for (var i = 0; i < maps.Length; i++)
+        {
+            maps[i] = new TaskRecord { Phase = TaskPhase.Map, Index = i, State = TaskState.Planned, Split = splits[i] };
+            inputBytes += splits[i].Length;
+        }
+        var status = run.Status with
+        {
+            State = JobState.Mapping,
+            StartedAt = time.GetUtcNow(),
+            Map = JobRun.Progress(maps),
+            Reduce = spec.MapOnly ? new PhaseProgress() : new PhaseProgress { Total = spec.ReduceTasks, Queued = spec.ReduceTasks },
+        };
+        var writes = new List<KvWrite>(maps.Length + 1);
+        foreach (var map in maps)
+        {
+            writes.Add(LeaderSession.TaskWrite(spec.Id, map));
+        }
+        writes.Add(session.StatusWrite(status));
+        await session.CommitAsync(writes, cancellationToken);
+        run.Maps = maps;
+        run.Status = status;
+        Log.JobPlanned(logger, spec.Id, maps.Length, spec.ReduceTasks, inputBytes);
+        await dispatcher.SendAsync(session, run, TaskPhase.Map, resendUnfinished: false, cancellationToken);
+    }
+
+    /// <summary>Every map is done: record the winners in the manifest, then reduce — or end here for a map-only job.</summary>
+    private async Task FinishMapPhaseAsync(LeaderSession session, JobRun run, CancellationToken cancellationToken)
+    {
+        var spec = run.Spec;
+        var winners = new List<string>(run.Maps.Length);
+        foreach (var map in run.Maps)
+        {
+            winners.Add(map.WinningAttempt ?? throw new InvalidOperationException($"Map task {map.Index} of {spec.Id} is done without a winner."));
+        }
+        // The manifest is derived from fenced state, so rewriting it after a failover gives the same bytes.
+        await blobs.CreateContainerIfMissingAsync(storage.IntermediateContainer, cancellationToken);
+        await blobs.PutAsync(storage.IntermediateContainer, TaskNames.MapManifest(spec.Id),
+            JsonSerializer.SerializeToUtf8Bytes(new MapManifest(spec.Id, winners), QueueJsonContext.Default.MapManifest), cancellationToken);
+        if (spec.MapOnly)
+        {
+            await finisher.EndAsync(session, run, JobState.Succeeded, null, cancellationToken);
+            return;
+        }
+        await StartReducePhaseAsync(session, run, cancellationToken);
+    }
+
+    private async Task StartReducePhaseAsync(LeaderSession session, JobRun run, CancellationToken cancellationToken)
+    {
+        var spec = run.Spec;
+        await blobs.CreateContainerIfMissingAsync(storage.OutputContainer, cancellationToken);
+        var reduces = new TaskRecord[spec.ReduceTasks];
+        var writes = new List<KvWrite>(reduces.Length + 1);
+        for (var r = 0; r < reduces.Length; r++)
+        {
+            reduces[r] = new TaskRecord { Phase = TaskPhase.Reduce, Index = r, State = TaskState.Planned };
+            writes.Add(LeaderSession.TaskWrite(spec.Id, reduces[r]));
+        }
+        var status = run.Status with
+        {
+            State = JobState.Reducing,
+            StartedAt = run.Status.StartedAt ?? time.GetUtcNow(),
+            MapFinishedAt = run.Status.MapFinishedAt ?? time.GetUtcNow(),
+            Map = JobRun.Progress(run.Maps),
+            Reduce = JobRun.Progress(reduces),
+        };
+        writes.Add(session.StatusWrite(status));
+        await session.CommitAsync(writes, cancellationToken);
+        run.Reduces = reduces;
+        run.Status = status;
+        Log.ReducePhaseStarted(logger, spec.Id, reduces.Length);
+        await dispatcher.SendAsync(session, run, TaskPhase.Reduce, resendUnfinished: false, cancellationToken);
+    }
+}

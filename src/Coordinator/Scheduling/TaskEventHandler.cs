@@ -1,0 +1,169 @@
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Queue.Contracts;
+using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
+
+namespace Queue.Coordinator.Scheduling;
+
+/// <summary>
+/// Applies workers' task events (started, progress, succeeded, failed) and the task queue's dead
+/// letters to job state. Duplicate and late reports are ignored: the first committed attempt wins.
+/// </summary>
+public sealed class TaskEventHandler(
+    [FromKeyedServices(QueueNames.Tasks)] IWorkQueue tasks,
+    [FromKeyedServices(QueueNames.Events)] IWorkQueue events,
+    JobPlanner planner,
+    JobFinisher finisher,
+    IOptions<CoordinatorOptions> options,
+    ILogger<TaskEventHandler> logger)
+{
+    private readonly CoordinatorOptions options = options.Value;
+
+    /// <summary>Applies one batch of task events, waiting up to <paramref name="wait"/> for the first; returns how many there were.</summary>
+    public async Task<int> HandleBatchAsync(LeaderSession session, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var batch = await events.ReceiveAsync(options.EventBatchSize, wait, cancellationToken);
+        foreach (var message in batch)
+        {
+            try
+            {
+                await HandleAsync(session, message, cancellationToken);
+            }
+            catch
+            {
+                // Another leader (or a later session) handles it.
+                await message.AbandonAsync(CancellationToken.None);
+                throw;
+            }
+            await message.CompleteAsync(CancellationToken.None);
+        }
+        return batch.Count;
+    }
+
+    /// <summary>Poison tasks: the job fails with the task's last error; the dead letter is recorded on the task.</summary>
+    public async Task DrainDeadLettersAsync(LeaderSession session, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var batch = await tasks.ReceiveDeadLetteredAsync(32, TimeSpan.Zero, cancellationToken);
+            if (batch.Count == 0)
+            {
+                return;
+            }
+            // Workers report a failure before they dead-letter: apply those reports first so the task's attempts and error are current.
+            while (await HandleBatchAsync(session, TimeSpan.Zero, cancellationToken) > 0)
+            {
+            }
+            foreach (var message in batch)
+            {
+                TaskMessage? task = null;
+                try
+                {
+                    task = JsonSerializer.Deserialize(message.Body.Span, QueueJsonContext.Default.TaskMessage);
+                }
+                catch (JsonException e)
+                {
+                    Log.UnreadableMessage(logger, tasks.Name + " dead letters", e.Message);
+                }
+                if (task is not null && session.Active.TryGetValue(task.JobId, out var run) && task.Index >= 0 && task.Index < run.Tasks(task.Phase).Length)
+                {
+                    var records = run.Tasks(task.Phase);
+                    var record = records[task.Index];
+                    if (record.State != TaskState.Done)
+                    {
+                        var reason = $"{message.DeadLetterReason}: {message.DeadLetterDescription}";
+                        var failed = record with { State = TaskState.Failed, DeadLetterReason = reason, LastError = record.LastError ?? message.DeadLetterDescription };
+                        var updated = (TaskRecord[])records.Clone();
+                        updated[task.Index] = failed;
+                        run.SetTasks(task.Phase, updated);
+                        var error = $"Task {TaskNames.TaskId(task.Phase, task.Index)} failed after {record.Attempts} attempts and was dead-lettered ({reason})";
+                        await finisher.EndAsync(session, run, JobState.Failed, error, cancellationToken, LeaderSession.TaskWrite(run.Spec.Id, failed));
+                    }
+                }
+                await message.CompleteAsync(CancellationToken.None);
+            }
+        }
+    }
+
+    private async Task HandleAsync(LeaderSession session, ILeasedMessage message, CancellationToken cancellationToken)
+    {
+        TaskEvent? report;
+        try
+        {
+            report = JsonSerializer.Deserialize(message.Body.Span, QueueJsonContext.Default.TaskEvent);
+        }
+        catch (JsonException e)
+        {
+            Log.UnreadableMessage(logger, events.Name, e.Message);
+            return;
+        }
+        if (report is null)
+        {
+            return;
+        }
+        var taskId = TaskNames.TaskId(report.Phase, report.Index);
+        if (!session.Active.TryGetValue(report.JobId, out var run))
+        {
+            Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "job not active");
+            return;
+        }
+        var records = run.Tasks(report.Phase);
+        if (report.Index < 0 || report.Index >= records.Length)
+        {
+            Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "no such task");
+            return;
+        }
+        var task = records[report.Index];
+        if (task.State is TaskState.Done or TaskState.Failed)
+        {
+            // A duplicate or late report from a redelivered attempt: the first committed attempt won.
+            Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, $"task already {task.State}");
+            return;
+        }
+        var status = run.Status;
+        switch (report.Kind)
+        {
+            case TaskEventKind.Started:
+                task = task with { State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = report.At };
+                status = status with { Attempts = status.Attempts + 1 };
+                break;
+            case TaskEventKind.Succeeded:
+                var counters = report.Counters ?? TaskCounters.Zero;
+                task = task with { State = TaskState.Done, WinningAttempt = report.AttemptId, Worker = report.WorkerId, Counters = counters, FinishedAt = report.At };
+                status = report.Phase == TaskPhase.Map
+                    ? status with { MapCounters = status.MapCounters.Add(counters) }
+                    : status with { ReduceCounters = status.ReduceCounters.Add(counters) };
+                break;
+            case TaskEventKind.Failed:
+                // Only the latest attempt's failure puts the task back to waiting; the queue redelivers it.
+                task = task with
+                {
+                    State = task.LastAttempt == report.AttemptId ? TaskState.Queued : task.State,
+                    FailedAttempts = task.FailedAttempts + 1,
+                    LastError = report.Error,
+                };
+                status = status with { FailedAttempts = status.FailedAttempts + 1 };
+                break;
+            case TaskEventKind.Progress when report.AttemptId != task.LastAttempt:
+                Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "not the current attempt");
+                return;
+        }
+        if (report.Status is not null)
+        {
+            task = task with { Status = report.Status };
+        }
+        var updated = (TaskRecord[])records.Clone();
+        updated[report.Index] = task;
+        status = JobRun.WithProgress(status, report.Phase, updated);
+        await session.CommitAsync([LeaderSession.TaskWrite(run.Spec.Id, task), session.StatusWrite(status)], cancellationToken);
+        run.SetTasks(report.Phase, updated);
+        run.Status = status;
+        if (report.Kind == TaskEventKind.Succeeded)
+        {
+            await planner.AdvanceAsync(session, run, report.Phase, cancellationToken);
+        }
+    }
+}
