@@ -22,5 +22,6 @@ namespace Queue.Contracts;
 [JsonSerializable(typeof(List<BlobItem>))]
 [JsonSerializable(typeof(BlobItem))]
 [JsonSerializable(typeof(List<QueueDepth>))]
-[JsonSerializable(typeof(List<WorkerSeen>))]
+[JsonSerializable(typeof(WorkerHeartbeat))]
+[JsonSerializable(typeof(List<WorkerHeartbeat>))]
 public sealed partial class QueueJsonContext : JsonSerializerContext;

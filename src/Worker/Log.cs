@@ -34,9 +34,18 @@ internal static partial class Log
     [LoggerMessage(1009, LogLevel.Warning, "Settling message {MessageId} failed, its lease had ended: {Error}")]
     public static partial void SettleLeaseLost(ILogger logger, string messageId, string error);
 
-    [LoggerMessage(1010, LogLevel.Warning, "Receiving a task failed, retrying in a second: {Error}")]
-    public static partial void ReceiveFailed(ILogger logger, string error);
+    [LoggerMessage(1010, LogLevel.Warning, "Receiving a task failed, retrying in {DelaySeconds:0.#} s: {Error}")]
+    public static partial void ReceiveFailed(ILogger logger, double delaySeconds, string error);
 
-    [LoggerMessage(1011, LogLevel.Warning, "A task could not be reported or settled, it will be redelivered: {Error}")]
-    public static partial void ProcessFailed(ILogger logger, string error);
+    [LoggerMessage(1011, LogLevel.Warning, "A task could not be reported or settled, it will be redelivered; retrying in {DelaySeconds:0.#} s: {Error}")]
+    public static partial void ProcessFailed(ILogger logger, double delaySeconds, string error);
+
+    [LoggerMessage(1012, LogLevel.Critical, "Worker {WorkerId} stops: a slot failed with an error that is not a broker outage (a bug); the supervisor restarts the process")]
+    public static partial void SlotCrashed(ILogger logger, string workerId, Exception exception);
+
+    [LoggerMessage(1013, LogLevel.Warning, "Task {JobId}/{TaskId}: renewing the lease or checking for cancellation failed, trying again: {Error}")]
+    public static partial void GuardFailed(ILogger logger, string jobId, string taskId, string error);
+
+    [LoggerMessage(1014, LogLevel.Warning, "Worker heartbeat failed, trying again: {Error}")]
+    public static partial void HeartbeatFailed(ILogger logger, string error);
 }

@@ -24,14 +24,22 @@ public sealed class TaskProcessor(
     WorkerMetrics metrics,
     IOptions<WorkerOptions> options,
     TimeProvider time,
+    IHostApplicationLifetime lifetime,
     ILogger<TaskProcessor> logger) : BackgroundService
 {
+    private static readonly TimeSpan MinBackOff = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan MaxBackOff = TimeSpan.FromSeconds(15);
+
     private readonly WorkerOptions options = options.Value;
     private readonly CancellationTokenSource drain = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> running = new(StringComparer.Ordinal);
     private int busySlots;
 
     /// <summary>Slots running a task right now.</summary>
     public int BusySlots => Volatile.Read(ref busySlots);
+
+    /// <summary>The attempts running now, as <c>job/task</c>, for the heartbeat.</summary>
+    public List<string> RunningTasks() => [.. running.Values];
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -56,57 +64,70 @@ public sealed class TaskProcessor(
     private async Task RunSlotAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
-        while (!stoppingToken.IsCancellationRequested)
+        var backOff = MinBackOff;
+        try
         {
-            IReadOnlyList<ILeasedMessage> received;
-            try
+            while (!stoppingToken.IsCancellationRequested)
             {
-                received = await tasks.ReceiveAsync(1, options.ReceiveWait, stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e) when (IsBrokerFailure(e))
-            {
-                Log.ReceiveFailed(logger, e.Message);
-                await PauseAsync(stoppingToken);
-                continue;
-            }
-            foreach (var message in received)
-            {
-                Interlocked.Increment(ref busySlots);
+                IReadOnlyList<ILeasedMessage> received;
                 try
                 {
-                    await ProcessAsync(message);
+                    received = await tasks.ReceiveAsync(1, options.ReceiveWait, stoppingToken);
                 }
-                catch (Exception e) when (IsBrokerFailure(e))
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
                 {
-                    // The broker or store went away mid-task: the lease is lost with the connection and
-                    // the task will be redelivered; this slot carries on once the broker is back.
-                    Log.ProcessFailed(logger, e.Message);
-                    await PauseAsync(stoppingToken);
+                    return;
                 }
-                finally
+                catch (BrokerUnavailableException e)
                 {
-                    Interlocked.Decrement(ref busySlots);
+                    Log.ReceiveFailed(logger, backOff.TotalSeconds, e.Message);
+                    backOff = await PauseAsync(backOff, stoppingToken);
+                    continue;
+                }
+                backOff = MinBackOff;
+                foreach (var message in received)
+                {
+                    Interlocked.Increment(ref busySlots);
+                    try
+                    {
+                        await ProcessAsync(message);
+                    }
+                    catch (BrokerUnavailableException e)
+                    {
+                        // The broker or store went away mid-task: the lease is lost with the connection and
+                        // the task will be redelivered; this slot carries on once the broker is back.
+                        Log.ProcessFailed(logger, backOff.TotalSeconds, e.Message);
+                        backOff = await PauseAsync(backOff, stoppingToken);
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref busySlots);
+                    }
                 }
             }
         }
+        catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+        {
+            // Anything but a broker outage is a bug: carrying on would hide it. Stop, and let the
+            // supervisor (Kubernetes, systemd) restart the process; unsettled leases come back.
+            Log.SlotCrashed(logger, options.WorkerId, e);
+            Environment.ExitCode = 70;
+            lifetime.StopApplication();
+            throw;
+        }
     }
 
-    private static bool IsBrokerFailure(Exception e) =>
-        e is not OperationCanceledException and not OutOfMemoryException and not InvalidProgramException;
-
-    private static async Task PauseAsync(CancellationToken stoppingToken)
+    /// <summary>Waits <paramref name="delay"/> and returns the next, doubled up to <see cref="MaxBackOff"/>.</summary>
+    private static async Task<TimeSpan> PauseAsync(TimeSpan delay, CancellationToken stoppingToken)
     {
         try
         {
-            await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
+            await Task.Delay(delay, stoppingToken);
         }
         catch (OperationCanceledException)
         {
         }
+        return delay * 2 < MaxBackOff ? delay * 2 : MaxBackOff;
     }
 
     private async Task ProcessAsync(ILeasedMessage message)
@@ -142,6 +163,19 @@ public sealed class TaskProcessor(
         }
 
         var attemptId = Guid.NewGuid().ToString("N")[..12];
+        running[attemptId] = $"{task.JobId}/{taskId}";
+        try
+        {
+            await RunAttemptAsync(message, task, taskId, attemptId);
+        }
+        finally
+        {
+            running.TryRemove(attemptId, out _);
+        }
+    }
+
+    private async Task RunAttemptAsync(ILeasedMessage message, TaskMessage task, string taskId, string attemptId)
+    {
         await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Started, null, null);
         Log.TaskStarted(logger, task.JobId, taskId, attemptId, message.DeliveryCount);
         metrics.Started(task.Phase, message.DeliveryCount);
@@ -223,25 +257,34 @@ public sealed class TaskProcessor(
                     await Task.Delay(delay, time, attempt.Token);
                 }
                 now = time.GetUtcNow();
-                if (now >= renewAt)
+                try
                 {
-                    await message.RenewLockAsync(attempt.Token);
-                    metrics.LeaseRenewed();
+                    if (now >= renewAt)
+                    {
+                        await message.RenewLockAsync(attempt.Token);
+                        metrics.LeaseRenewed();
+                    }
+                    if (now >= nextCancelCheck)
+                    {
+                        nextCancelCheck = now + options.CancelCheckInterval;
+                        // A script's status goes out while it runs, at most once per check interval.
+                        if (watch.Status is { } current && current != reportedStatus)
+                        {
+                            reportedStatus = current;
+                            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Progress, null, null, current);
+                        }
+                        if (await jobs.IsCancelRequestedAsync(task.JobId, attempt.Token))
+                        {
+                            watch.JobCancelled = true;
+                            await attempt.CancelAsync();
+                        }
+                    }
                 }
-                if (now >= nextCancelCheck)
+                catch (BrokerUnavailableException e)
                 {
-                    nextCancelCheck = now + options.CancelCheckInterval;
-                    // A script's status goes out while it runs, at most once per check interval.
-                    if (watch.Status is { } current && current != reportedStatus)
-                    {
-                        reportedStatus = current;
-                        await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Progress, null, null, current);
-                    }
-                    if (await jobs.IsCancelRequestedAsync(task.JobId, attempt.Token))
-                    {
-                        watch.JobCancelled = true;
-                        await attempt.CancelAsync();
-                    }
+                    // The attempt keeps running through a short outage; a lease that ran out meanwhile shows as lost on the next renewal.
+                    Log.GuardFailed(logger, task.JobId, TaskNames.TaskId(task.Phase, task.Index), e.Message);
+                    await Task.Delay(TimeSpan.FromMilliseconds(250), time, attempt.Token);
                 }
             }
         }

@@ -26,7 +26,9 @@ public static class WorkerHostingExtensions
         builder.Services.AddBuiltInApps();
         builder.Services.AddSingleton<TaskRunner>();
         builder.Services.AddSingleton<WorkerMetrics>();
-        builder.Services.AddHostedService<TaskProcessor>();
+        builder.Services.AddSingleton<TaskProcessor>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskProcessor>());
+        builder.Services.AddHostedService<WorkerHeartbeatService>();
         // Shutdown waits for the drain: running tasks finish or are abandoned before the host stops.
         builder.Services.AddOptions<HostOptions>().Configure<IOptions<WorkerOptions>>((host, worker) =>
             host.ShutdownTimeout = worker.Value.DrainTimeout + TimeSpan.FromSeconds(5));

@@ -32,6 +32,10 @@ public sealed class WorkerOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
     public TimeSpan CancelCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>How often the worker writes its heartbeat (its lease lasts three beats). Default 5 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:05:00")]
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>On shutdown, how long running tasks may take to finish before they are abandoned. Default 25 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(25);

@@ -196,8 +196,11 @@ public sealed class AzureRetryTests(AzuriteFixture azurite)
         {
             ConnectionString = $"AccountName=devstoreaccount1;AccountKey={AzuriteServer.DevKey};BlobEndpoint=http://127.0.0.1:{broken.Port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{azurite.Server.QueuePort}/devstoreaccount1;",
         }), NullLogger<AzureStorageClient>.Instance);
-        var error = await Assert.ThrowsAsync<AzureStorageException>(() => new AzureBlobStore(hopeless).GetPropertiesAsync(container, "x", CancellationToken.None));
+        // Past its retries the adapter says the service is unavailable (the port's one connection-level fault), naming the last answer.
+        var unavailable = await Assert.ThrowsAsync<BrokerUnavailableException>(() => new AzureBlobStore(hopeless).GetPropertiesAsync(container, "x", CancellationToken.None));
+        var error = Assert.IsType<AzureStorageException>(unavailable.InnerException);
         Assert.True(error.Status is System.Net.HttpStatusCode.ServiceUnavailable or System.Net.HttpStatusCode.InternalServerError, error.Message);
+        Assert.StartsWith("Azure Storage is unavailable:", unavailable.Message, StringComparison.Ordinal);
         Assert.Equal(4, broken.Failures); // one try and three retries, then a clear error
     }
 

@@ -159,7 +159,7 @@ public sealed class CoordinatorFailoverTests(EtcdFixture etcd) : IAsyncLifetime
         var coordinators = await StartCoordinatorsAsync(1, $"http://127.0.0.1:{port}");
         await Task.Delay(3000);
         Assert.False(coordinators[0].HasExited, coordinators[0].Output);
-        Assert.Contains("etcd is unreachable", coordinators[0].Output, StringComparison.Ordinal);
+        Assert.Contains("etcd is unavailable: unreachable", coordinators[0].Output, StringComparison.Ordinal);
         Assert.False((await StatusAsync(coordinators[0]))!.Leader);
 
         await using var late = await EtcdServer.StartAsync(clientPort: port);

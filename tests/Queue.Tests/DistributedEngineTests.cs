@@ -65,6 +65,7 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
             ["Queue__Coordinator__RetryDelay"] = "00:00:00.300",
             ["Queue__Worker__TempPath"] = Path.Combine(Folder, "tmp"),
             ["Queue__Worker__CancelCheckInterval"] = "00:00:00.500",
+            ["Queue__Worker__HeartbeatInterval"] = "00:00:01",
         };
         foreach (var (key, value) in extra)
         {
@@ -116,6 +117,37 @@ public sealed class ClusterFixture : ProcessClusterFixture
 public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixture<ClusterFixture>
 {
     private static readonly Lazy<List<(string Name, string Text)>> Books = new(() => SequentialReference.ReadFolder(RepoPaths.Gutenberg).ToList());
+
+    [Fact]
+    public async Task WorkersAreListedFromTheirHeartbeatsAndAKilledOneDropsOut()
+    {
+        var id = "doomed-" + Guid.NewGuid().ToString("N")[..8];
+        await using var doomed = await cluster.StartAsync("Queue.Worker", new() { ["Queue__Worker__WorkerId"] = id, ["Queue__Worker__Slots"] = "3" });
+        var seen = await WaitForWorkersAsync(workers => workers.Any(w => w.Worker == id), TimeSpan.FromSeconds(15));
+        var mine = seen.Single(w => w.Worker == id);
+        Assert.Equal(3, mine.Slots);
+        Assert.False(string.IsNullOrEmpty(mine.Version));
+        Assert.True(seen.Count >= 3, $"Expected the fixture's workers too: {string.Join(", ", seen.Select(w => w.Worker))}");
+
+        // SIGKILL: no goodbye; the heartbeat's lease (three 1 s beats) lapses and the worker leaves the list.
+        doomed.Signal("KILL");
+        await WaitForWorkersAsync(workers => workers.All(w => w.Worker != id), TimeSpan.FromSeconds(15));
+    }
+
+    private async Task<List<WorkerHeartbeat>> WaitForWorkersAsync(Func<List<WorkerHeartbeat>, bool> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var workers = (await cluster.Client.Http.GetFromJsonAsync("/workers", Queue.Contracts.QueueJsonContext.Default.ListWorkerHeartbeat))!;
+            if (condition(workers))
+            {
+                return workers;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"/workers did not change as expected within {timeout}: {string.Join(", ", workers.Select(w => w.Worker))}");
+            await Task.Delay(250);
+        }
+    }
 
     [Fact]
     public async Task WordCountThroughTheClusterEqualsTheReferenceWithEveryMapRunOnce()

@@ -4,6 +4,7 @@ using System.Text;
 using System.Xml.Linq;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Queue.Contracts.Ports;
 
 namespace Queue.Adapters.Azure;
 
@@ -48,8 +49,12 @@ public sealed partial class AzureStorageClient : IDisposable
             {
                 response = await http.SendAsync(request, completion, cancellationToken);
             }
-            catch (Exception e) when (attempt < MaxAttempts && (e is HttpRequestException || (e is TaskCanceledException && !cancellationToken.IsCancellationRequested)))
+            catch (Exception e) when (e is HttpRequestException || (e is TaskCanceledException && !cancellationToken.IsCancellationRequested))
             {
+                if (attempt >= MaxAttempts)
+                {
+                    throw new BrokerUnavailableException("Azure Storage", $"{request.Method} {request.RequestUri!.AbsolutePath} failed {attempt} times: {e.Message}", e);
+                }
                 LogRetry(logger, request.Method.Method, request.RequestUri!.AbsolutePath, attempt, e.Message);
                 await Task.Delay(delay, cancellationToken);
                 delay *= 2;
@@ -69,7 +74,10 @@ public sealed partial class AzureStorageClient : IDisposable
             }
             using (response)
             {
-                throw await ErrorAsync(request, response, cancellationToken);
+                var error = await ErrorAsync(request, response, cancellationToken);
+                throw IsServerFault(response.StatusCode)
+                    ? new BrokerUnavailableException("Azure Storage", $"{request.Method} {request.RequestUri!.AbsolutePath} failed {attempt} times: {error.Message}", error)
+                    : error;
             }
         }
     }
@@ -87,8 +95,12 @@ public sealed partial class AzureStorageClient : IDisposable
             {
                 response = http.Send(request);
             }
-            catch (Exception e) when (attempt < MaxAttempts && e is HttpRequestException or TaskCanceledException)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
             {
+                if (attempt >= MaxAttempts)
+                {
+                    throw new BrokerUnavailableException("Azure Storage", $"{request.Method} {request.RequestUri!.AbsolutePath} failed {attempt} times: {e.Message}", e);
+                }
                 Thread.Sleep(delay);
                 delay *= 2;
                 continue;
@@ -106,10 +118,16 @@ public sealed partial class AzureStorageClient : IDisposable
             }
             using (response)
             {
-                throw ErrorAsync(request, response, CancellationToken.None).GetAwaiter().GetResult();
+                var error = ErrorAsync(request, response, CancellationToken.None).GetAwaiter().GetResult();
+                throw IsServerFault(response.StatusCode)
+                    ? new BrokerUnavailableException("Azure Storage", $"{request.Method} {request.RequestUri!.AbsolutePath} failed {attempt} times: {error.Message}", error)
+                    : error;
             }
         }
     }
+
+    private static bool IsServerFault(HttpStatusCode status) =>
+        status is HttpStatusCode.InternalServerError or HttpStatusCode.ServiceUnavailable or HttpStatusCode.RequestTimeout or HttpStatusCode.GatewayTimeout or HttpStatusCode.BadGateway;
 
     public static async Task<AzureStorageException> ErrorAsync(HttpRequestMessage request, HttpResponseMessage response, CancellationToken cancellationToken)
     {

@@ -6,6 +6,8 @@ using System.Text.Json.Serialization.Metadata;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
+using Queue.Contracts.Ports;
+
 namespace Queue.Adapters.Etcd;
 
 /// <summary>
@@ -206,8 +208,8 @@ public sealed partial class EtcdClient : IDisposable
             Log.CallFailed(logger, path, endpoint.ToString(), attempt, failure);
             if (DateTime.UtcNow + delay > deadline)
             {
-                throw new EtcdUnavailableException(
-                    $"etcd is unreachable at {string.Join(", ", endpoints)} after {attempt} attempts over {options.RetryTimeout.TotalSeconds:0.#} s: {failure}");
+                throw new BrokerUnavailableException("etcd",
+                    $"unreachable at {string.Join(", ", endpoints)} after {attempt} attempts over {options.RetryTimeout.TotalSeconds:0.#} s: {failure}");
             }
             Rotate();
             await Task.Delay(delay, cancellationToken);
@@ -265,5 +267,3 @@ public class EtcdException(string message, int code) : Exception(message)
     public int Code { get; } = code;
 }
 
-/// <summary>No member answered in time.</summary>
-public sealed class EtcdUnavailableException(string message) : EtcdException(message, 14);

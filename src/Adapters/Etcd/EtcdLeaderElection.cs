@@ -115,7 +115,7 @@ public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLe
                 await keepAlive;
                 await client.RevokeLeaseAsync(leaseId, CancellationToken.None);
             }
-            catch (EtcdException)
+            catch (Exception e) when (e is EtcdException or BrokerUnavailableException)
             {
                 // etcd unreachable: the lease expires on its own.
             }
@@ -147,7 +147,7 @@ public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLe
                 {
                     return;
                 }
-                catch (Exception e) when (e is EtcdException or OperationCanceledException)
+                catch (Exception e) when (e is EtcdException or BrokerUnavailableException or OperationCanceledException)
                 {
                     if (DateTime.UtcNow >= lastSent + ttl)
                     {

@@ -46,25 +46,65 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
 
     public async Task SendAsync(ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
     {
-        var channel = await PublisherAsync(cancellationToken);
-        var properties = new BasicProperties { Persistent = true, MessageId = Guid.NewGuid().ToString("N") };
-        // With confirm tracking on, this returns once the broker has the message durably.
-        await channel.BasicPublishAsync("", queueName, mandatory: true, properties, body, cancellationToken);
+        try
+        {
+            var channel = await PublisherAsync(cancellationToken);
+            var properties = new BasicProperties { Persistent = true, MessageId = Guid.NewGuid().ToString("N") };
+            // With confirm tracking on, this returns once the broker has the message durably.
+            await channel.BasicPublishAsync("", queueName, mandatory: true, properties, body, cancellationToken);
+        }
+        catch (Exception e) when (IsConnectionFault(e))
+        {
+            throw Unavailable(e);
+        }
     }
 
-    public Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken) =>
-        active.ReceiveAsync(maxMessages, maxWait, cancellationToken);
+    public async Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await active.ReceiveAsync(maxMessages, maxWait, cancellationToken);
+        }
+        catch (Exception e) when (IsConnectionFault(e))
+        {
+            throw Unavailable(e);
+        }
+    }
 
-    public Task<IReadOnlyList<ILeasedMessage>> ReceiveDeadLetteredAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken) =>
-        dead.ReceiveAsync(maxMessages, maxWait, cancellationToken);
+    public async Task<IReadOnlyList<ILeasedMessage>> ReceiveDeadLetteredAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await dead.ReceiveAsync(maxMessages, maxWait, cancellationToken);
+        }
+        catch (Exception e) when (IsConnectionFault(e))
+        {
+            throw Unavailable(e);
+        }
+    }
 
     public async Task<QueueDepth> GetDepthAsync(CancellationToken cancellationToken)
     {
-        var channel = await PublisherAsync(cancellationToken);
-        var main = await channel.QueueDeclarePassiveAsync(queueName, cancellationToken);
-        var poison = await channel.QueueDeclarePassiveAsync(deadLetterName, cancellationToken);
-        return new QueueDepth(Name, main.MessageCount + active.Buffered, active.Held, poison.MessageCount + dead.Buffered + dead.Held);
+        try
+        {
+            var channel = await PublisherAsync(cancellationToken);
+            var main = await channel.QueueDeclarePassiveAsync(queueName, cancellationToken);
+            var poison = await channel.QueueDeclarePassiveAsync(deadLetterName, cancellationToken);
+            return new QueueDepth(Name, main.MessageCount + active.Buffered, active.Held, poison.MessageCount + dead.Buffered + dead.Held);
+        }
+        catch (Exception e) when (IsConnectionFault(e))
+        {
+            throw Unavailable(e);
+        }
     }
+
+    /// <summary>Faults of the connection or the broker, as opposed to bugs: the port's <see cref="BrokerUnavailableException"/>.</summary>
+    private static bool IsConnectionFault(Exception e) =>
+        e is RabbitMQ.Client.Exceptions.BrokerUnreachableException or RabbitMQ.Client.Exceptions.OperationInterruptedException
+            or RabbitMQ.Client.Exceptions.ConnectFailureException or RabbitMQ.Client.Exceptions.PublishException
+            or IOException or System.Net.Sockets.SocketException or TimeoutException;
+
+    private BrokerUnavailableException Unavailable(Exception e) => new("RabbitMQ", $"queue '{queueName}': {e.Message}", e);
 
     /// <summary>Closes the connection as a crashed worker's would; the broker requeues what it held. For tests.</summary>
     public async Task DropConnectionAsync()

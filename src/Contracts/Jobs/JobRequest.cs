@@ -267,5 +267,9 @@ public static class JobRequestValidator
     private static RequestError Bad(string detail) => new(400, "Invalid job request", detail);
 }
 
-/// <summary>A worker as the dashboard lists it.</summary>
-public sealed record WorkerSeen(string Worker, DateTimeOffset LastSeen, int Tasks, int Running);
+/// <summary>
+/// What a worker says about itself every few seconds, under <c>/queue/workers/{worker}</c> with a lease:
+/// the key disappears when the worker stops or dies.
+/// </summary>
+public sealed record WorkerHeartbeat(
+    string Worker, string Host, string Version, int Slots, int Busy, IReadOnlyList<string> Running, DateTimeOffset StartedAt, DateTimeOffset LastSeen);

@@ -12,6 +12,7 @@ namespace Queue.Contracts.Jobs;
 /// <item><c>/queue/jobs/{id}/cancel</c> — present when a user asked to cancel.</item>
 /// <item><c>/queue/tasks/{id}/{m-00000|r-00000}</c> — <see cref="TaskRecord"/>, written by the leader (fenced).</item>
 /// <item><c>/queue/active/{id}</c> — present while the job has not ended, so the leader's scans read active jobs only.</item>
+/// <item><c>/queue/workers/{worker}</c> — <see cref="WorkerHeartbeat"/>, leased: gone when the worker is.</item>
 /// </list>
 /// Tasks live under their own prefix so listing jobs never reads thousands of task records.
 /// </summary>
@@ -20,6 +21,7 @@ public sealed class JobStore(IKeyValueStore kv)
     public const string JobsPrefix = "/queue/jobs/";
     public const string TasksPrefix = "/queue/tasks/";
     public const string ActivePrefix = "/queue/active/";
+    public const string WorkersPrefix = "/queue/workers/";
 
     public IKeyValueStore Store => kv;
 
@@ -27,6 +29,7 @@ public sealed class JobStore(IKeyValueStore kv)
     public static string StatusKey(string jobId) => $"{JobsPrefix}{jobId}/status";
     public static string CancelKey(string jobId) => $"{JobsPrefix}{jobId}/cancel";
     public static string ActiveKey(string jobId) => $"{ActivePrefix}{jobId}";
+    public static string WorkerKey(string workerId) => $"{WorkersPrefix}{workerId}";
     public static string TaskKey(string jobId, TaskPhase phase, int index) => $"{TasksPrefix}{jobId}/{TaskNames.TaskId(phase, index)}";
 
     public static byte[] Serialize<T>(T value, JsonTypeInfo<T> type) => JsonSerializer.SerializeToUtf8Bytes(value, type);
@@ -104,6 +107,25 @@ public sealed class JobStore(IKeyValueStore kv)
             tasks.Add(Deserialize(entry.Value, QueueJsonContext.Default.TaskRecord));
         }
         return tasks;
+    }
+
+    /// <summary>Writes a worker's heartbeat; it lapses unless written again within <paramref name="ttl"/>.</summary>
+    public Task HeartbeatAsync(WorkerHeartbeat heartbeat, TimeSpan ttl, CancellationToken cancellationToken) =>
+        kv.PutLeasedAsync(WorkerKey(heartbeat.Worker), Serialize(heartbeat, QueueJsonContext.Default.WorkerHeartbeat), ttl, cancellationToken);
+
+    public Task RemoveWorkerAsync(string workerId, CancellationToken cancellationToken) =>
+        kv.TransactAsync([], [KvWrite.Delete(WorkerKey(workerId))], cancellationToken);
+
+    /// <summary>The workers alive now (their heartbeat leases have not lapsed), by name.</summary>
+    public async Task<List<WorkerHeartbeat>> ListWorkersAsync(CancellationToken cancellationToken)
+    {
+        var entries = await kv.ListAsync(WorkersPrefix, cancellationToken);
+        var workers = new List<WorkerHeartbeat>(entries.Count);
+        foreach (var entry in entries)
+        {
+            workers.Add(Deserialize(entry.Value, QueueJsonContext.Default.WorkerHeartbeat));
+        }
+        return workers;
     }
 
     private static List<JobEntry> ToEntries(IReadOnlyList<KvEntry> entries)

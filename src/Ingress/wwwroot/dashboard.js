@@ -44,7 +44,7 @@ async function refresh() {
     return row;
   }));
   fill("queues", queues.map((q) => el("tr", {}, el("td", {}, q.queue), el("td", {}, q.active), el("td", {}, q.leased), el("td", {}, q.deadLettered))));
-  fill("workers", workers.map((w) => el("tr", {}, el("td", {}, w.worker), el("td", {}, new Date(w.lastSeen).toLocaleTimeString()), el("td", {}, w.tasks), el("td", {}, w.running))));
+  fill("workers", workers.map((w) => el("tr", {}, el("td", {}, w.worker), el("td", {}, `${w.busy} / ${w.slots}`), el("td", {}, w.running.join(", ")), el("td", {}, w.version), el("td", {}, new Date(w.lastSeen).toLocaleTimeString()))));
 
   const dead = [];
   for (const job of jobs.slice(0, 10)) {
