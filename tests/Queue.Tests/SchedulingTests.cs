@@ -1,0 +1,112 @@
+using System.Text.Json;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Queue.Adapters.Embedded;
+using Queue.Contracts;
+using Queue.Contracts.Jobs;
+using Queue.Contracts.Ports;
+using Queue.Coordinator;
+using Queue.Coordinator.Scheduling;
+using Queue.Tests.Infrastructure;
+
+namespace Queue.Tests;
+
+/// <summary>
+/// The coordinator's rooms on their own, without its loop: the planner and the event handler on the
+/// embedded store and queues (real ones), driven by hand-written worker events.
+/// </summary>
+public sealed class SchedulingTests : IAsyncLifetime
+{
+    private readonly string folder = Path.Combine(Path.GetTempPath(), "queue-scheduling", Guid.NewGuid().ToString("N"));
+    private IHost host = null!;
+
+    public Task InitializeAsync()
+    {
+        var books = Path.Combine(folder, "books");
+        Directory.CreateDirectory(books);
+        File.Copy(Directory.GetFiles(RepoPaths.Gutenberg, "*.txt")[0], Path.Combine(books, "one.txt"));
+        var builder = Host.CreateApplicationBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Queue:Adapters:DataPath"] = folder });
+        builder.AddQueueAdapters();
+        builder.AddCoordinator();
+        // Built, never started: no scheduler loop runs, the test drives the rooms.
+        host = builder.Build();
+        return Task.CompletedTask;
+    }
+
+    public Task DisposeAsync()
+    {
+        host.Dispose();
+        Directory.Delete(folder, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    private T Get<T>() where T : notnull => host.Services.GetRequiredService<T>();
+
+    [Fact]
+    public async Task DuplicateReportsCountOnceAndTheLastMapMovesTheJobToReduce()
+    {
+        var jobs = Get<JobStore>();
+        var lead = await Get<ILeaderElection>().CampaignAsync("test", CancellationToken.None);
+        var spec = new JobSpec { Id = "job-1", App = "wordcount", InputContainer = "books", InputPrefix = "", MapTasks = 2, ReduceTasks = 3, SubmittedAt = DateTimeOffset.UtcNow };
+        Assert.True(await jobs.CreateAsync(spec, CancellationToken.None));
+        var session = new LeaderSession(lead, jobs, resendUnfinished: false);
+        var planner = Get<JobPlanner>();
+        var run = await planner.LoadAsync((await jobs.ListActiveEntriesAsync(CancellationToken.None)).Single(), CancellationToken.None);
+        session.Active[spec.Id] = run;
+        await planner.ResumeAsync(session, run, CancellationToken.None);
+        Assert.Equal(JobState.Mapping, run.Status.State);
+        Assert.All(run.Maps, m => Assert.Equal(TaskState.Queued, m.State));
+
+        var tasks = host.Services.GetRequiredKeyedService<IWorkQueue>(QueueNames.Tasks);
+        var events = host.Services.GetRequiredKeyedService<IWorkQueue>(QueueNames.Events);
+        var sent = await tasks.ReceiveAsync(10, TimeSpan.Zero, CancellationToken.None);
+        Assert.Equal(run.Maps.Length, sent.Count);
+        foreach (var index in Enumerable.Range(0, run.Maps.Length))
+        {
+            await SendAsync(events, TaskEventKind.Started, spec.Id, index, "a" + index);
+            await SendAsync(events, TaskEventKind.Succeeded, spec.Id, index, "a" + index);
+            // A redelivered attempt's report of the same task arrives late: ignored.
+            await SendAsync(events, TaskEventKind.Succeeded, spec.Id, index, "b" + index);
+        }
+        var handler = Get<TaskEventHandler>();
+        while (await handler.HandleBatchAsync(session, TimeSpan.Zero, CancellationToken.None) > 0)
+        {
+        }
+        var stored = (await jobs.GetAsync(spec.Id, CancellationToken.None))!.Status;
+        Assert.Equal(JobState.Reducing, stored.State);
+        Assert.Equal(run.Maps.Length * 10L, stored.MapCounters.InputRecords);
+        Assert.Equal(run.Maps.Length, stored.Attempts);
+        Assert.All(await jobs.GetTasksAsync(spec.Id, CancellationToken.None), t =>
+        {
+            if (t.Phase == TaskPhase.Map)
+            {
+                Assert.Equal("a" + t.Index, t.WinningAttempt);
+            }
+        });
+        Assert.Equal(3, (await tasks.ReceiveAsync(10, TimeSpan.Zero, CancellationToken.None)).Count);
+
+        // A deposed leader changes nothing: its write fails the fence and the event goes back to the queue.
+        await ((EmbeddedLeaderElection)Get<ILeaderElection>()).ExpireAsync(lead, CancellationToken.None);
+        await SendAsync(events, TaskEventKind.Started, spec.Id, 0, "r0", TaskPhase.Reduce);
+        await Assert.ThrowsAsync<LeadershipLostException>(() => handler.HandleBatchAsync(session, TimeSpan.Zero, CancellationToken.None));
+        Assert.Equal(1, (await events.GetDepthAsync(CancellationToken.None)).Active);
+        Assert.Equal(stored.Attempts, (await jobs.GetAsync(spec.Id, CancellationToken.None))!.Status.Attempts);
+    }
+
+    private static Task SendAsync(IWorkQueue events, TaskEventKind kind, string jobId, int index, string attempt, TaskPhase phase = TaskPhase.Map) =>
+        events.SendAsync(JsonSerializer.SerializeToUtf8Bytes(new TaskEvent
+        {
+            Kind = kind,
+            JobId = jobId,
+            Phase = phase,
+            Index = index,
+            AttemptId = attempt,
+            DeliveryCount = 1,
+            Epoch = 1,
+            WorkerId = "w",
+            At = DateTimeOffset.UtcNow,
+            Counters = kind == TaskEventKind.Succeeded ? TaskCounters.Zero with { InputRecords = 10 } : null,
+        }, QueueJsonContext.Default.TaskEvent), CancellationToken.None);
+}
