@@ -6,7 +6,8 @@ using Queue.Contracts.Ports;
 namespace Queue.Contracts;
 
 /// <summary>The one source-generated JSON context for every wire and stored type.</summary>
-[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+// Duplicate properties are refused: {"app":"../../etc","app":"wordcount"} must not mean the last one.
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, AllowDuplicateProperties = false)]
 [JsonSerializable(typeof(JobSpec))]
 [JsonSerializable(typeof(JobStatus))]
 [JsonSerializable(typeof(TaskRecord))]

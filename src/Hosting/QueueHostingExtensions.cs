@@ -105,6 +105,16 @@ public static class QueueHostingExtensions
     /// <summary>Metrics every service exports: its own meters (<c>Queue.*</c>) and ASP.NET Core's HTTP server metrics.</summary>
     public static TBuilder AddQueueServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
+        // Quiet by default (configuration still wins): the framework's per-request lines carry URLs with
+        // query strings (keys, SAS tokens) and a barrage of requests would become a barrage of lines.
+        builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource
+        {
+            InitialData = new Dictionary<string, string?>
+            {
+                ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
+                ["Logging:LogLevel:System.Net.Http.HttpClient"] = "Warning",
+            },
+        });
         var exporter = new PrometheusTextExporter();
         builder.Services.AddSingleton(exporter);
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics

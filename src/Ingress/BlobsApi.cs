@@ -1,17 +1,19 @@
-using Queue.Contracts;
-using Queue.Contracts.Jobs;
+using System.Buffers;
+using Microsoft.Extensions.Options;
 using Queue.Contracts.Ports;
 
 namespace Queue.Ingress;
 
 /// <summary>
 /// Data in and out through the ingress, whatever the blob adapter: upload input and scripts, list a
-/// container, download outputs. Uploads stream to the store and become visible only when complete.
+/// container, download outputs. Uploads stream to the store and become visible only when complete;
+/// a rejected or failed upload leaves nothing behind.
 /// </summary>
 public static class BlobsApi
 {
     public static IEndpointRouteBuilder MapBlobsApi(this IEndpointRouteBuilder endpoints)
     {
+        // The ingress counts the body itself (Queue:Ingress:MaxBlobBytes), so Kestrel's 30 MB default is lifted here.
         endpoints.MapPut("/blobs/{container}/{**name}", UploadAsync).AddEndpointFilter<ApiKeyFilter>()
             .WithMetadata(new Microsoft.AspNetCore.Mvc.DisableRequestSizeLimitAttribute());
         endpoints.MapGet("/blobs/{container}", ListAsync);
@@ -19,24 +21,70 @@ public static class BlobsApi
         return endpoints;
     }
 
-    private static async Task<IResult> UploadAsync(string container, string name, HttpRequest http, IBlobStore blobs, CancellationToken ct)
+    private static async Task<IResult> UploadAsync(string container, string name, HttpRequest http, IBlobStore blobs, IOptions<IngressOptions> options, CancellationToken ct)
     {
         if (Invalid(container, name) is { } invalid)
         {
             return invalid;
         }
-        await blobs.CreateContainerIfMissingAsync(container, ct);
-        await using var writer = await blobs.OpenWriteAsync(container, name, ct);
-        await http.Body.CopyToAsync(writer, ct);
-        await writer.CommitAsync(overwrite: true, ct);
-        return Results.Created($"/blobs/{container}/{name}", new BlobItem(container, name, http.ContentLength ?? 0));
+        var limit = options.Value.MaxBlobBytes;
+        if (http.ContentLength > limit)
+        {
+            return TooLarge(limit);
+        }
+        BlobWriter writer;
+        try
+        {
+            writer = await blobs.OpenWriteAsync(container, name, ct);
+        }
+        catch (BlobConflictException e)
+        {
+            return Results.Problem(statusCode: 409, title: "Blob name taken", detail: e.Message);
+        }
+        await using (writer)
+        {
+            var total = 0L;
+            var buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+            try
+            {
+                int read;
+                while ((read = await http.Body.ReadAsync(buffer, ct)) > 0)
+                {
+                    total += read;
+                    if (total > limit)
+                    {
+                        // Disposing the uncommitted writer discards what was written.
+                        return TooLarge(limit);
+                    }
+                    await writer.WriteAsync(buffer.AsMemory(0, read), ct);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+            await blobs.CreateContainerIfMissingAsync(container, ct);
+            try
+            {
+                await writer.CommitAsync(overwrite: true, ct);
+            }
+            catch (BlobConflictException e)
+            {
+                return Results.Problem(statusCode: 409, title: "Blob name taken", detail: e.Message);
+            }
+            return Results.Created($"/blobs/{container}/{BlobNames.Escape(name)}", new BlobItem(container, name, total));
+        }
     }
 
     private static async Task<IResult> ListAsync(string container, string? prefix, IBlobStore blobs, CancellationToken ct)
     {
-        if ((InvalidContainer(container) ?? (string.IsNullOrEmpty(prefix) ? null : InvalidName(prefix))) is { } invalid)
+        if (InvalidContainer(container) is { } invalid)
         {
             return invalid;
+        }
+        if (BlobNames.CheckPrefix(prefix ?? "") is { } problem)
+        {
+            return Results.Problem(statusCode: 400, title: "Invalid prefix", detail: problem);
         }
         var items = new List<BlobItem>();
         await foreach (var item in blobs.ListAsync(container, prefix ?? "", ct))
@@ -63,15 +111,13 @@ public static class BlobsApi
         }, "application/octet-stream");
     }
 
-    private static IResult? Invalid(string container, string name) => InvalidContainer(container) ?? InvalidName(name);
+    private static IResult? Invalid(string container, string name) =>
+        InvalidContainer(container)
+        ?? (BlobNames.CheckName(name) is { } problem ? Results.Problem(statusCode: 400, title: "Invalid blob name", detail: problem) : null);
 
     private static IResult? InvalidContainer(string container) =>
-        JobRequestValidator.IsContainerName(container)
-            ? null
-            : Results.Problem(statusCode: 400, title: "Invalid container", detail: "Use 1-63 lowercase letters, digits and '-'.");
+        BlobNames.IsContainerName(container) ? null : Results.Problem(statusCode: 400, title: "Invalid container", detail: BlobNames.ContainerRule);
 
-    private static IResult? InvalidName(string name) =>
-        name.Length > 0 && JobRequestValidator.IsSafeBlobPath(name)
-            ? null
-            : Results.Problem(statusCode: 400, title: "Invalid blob name", detail: "Blob names are relative paths without '..', '\\\\' or control characters.");
+    private static IResult TooLarge(long limit) =>
+        Results.Problem(statusCode: 413, title: "Blob too large", detail: $"Uploads may be at most {limit} bytes (Queue:Ingress:MaxBlobBytes).");
 }

@@ -11,6 +11,7 @@ public static class IngressHostingExtensions
     {
         builder.Services.AddOptions<IngressOptions>().BindConfiguration(IngressOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddProblemDetails();
+        builder.Services.AddExceptionHandler<ClientFaultHandler>();
         builder.Services.AddOpenApi();
         builder.Services.AddSingleton<ApiKeyFilter>();
         builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, QueueJsonContext.Default));

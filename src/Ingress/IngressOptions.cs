@@ -10,6 +10,10 @@ public sealed class IngressOptions
     [Range(1024, 16 * 1024 * 1024)]
     public int MaxRequestBodyBytes { get; set; } = 64 * 1024;
 
+    /// <summary>Largest blob <c>PUT /blobs</c> accepts; larger ones get 413 and nothing is stored. Default 4 GiB.</summary>
+    [Range(1024L, 1L << 42)]
+    public long MaxBlobBytes { get; set; } = 4L << 30;
+
     /// <summary>
     /// Run a coordinator and a worker inside the ingress process. Default: on when the work queue is
     /// the embedded one (the laptop default), off otherwise.

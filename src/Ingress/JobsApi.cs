@@ -59,7 +59,7 @@ public static class JobsApi
             return Problem(400, "Invalid request", "'data' is required: a container, or a prefix of the source container.");
         }
         var input = seed.Data;
-        if (!input.Contains('/') && JobRequestValidator.IsContainerName(input) && !await blobs.AnyAsync(input, "", ct))
+        if (!input.Contains('/') && BlobNames.IsContainerName(input) && !await blobs.AnyAsync(input, "", ct))
         {
             input = $"{options.Value.SourceContainer}/{input}";
         }
@@ -134,10 +134,17 @@ public static class JobsApi
         return Results.Accepted($"/jobs/{id}", view with { });
     }
 
-    /// <summary>Reads a bounded JSON body: 413 past the limit, 400 for anything that is not a job request.</summary>
+    /// <summary>
+    /// Reads a bounded JSON body: 415 unless it is sent as JSON (a browser can post text/plain or a form
+    /// across sites without asking first), 413 past the limit, 400 for anything that is not the request.
+    /// </summary>
     private static async Task<(T? Request, IResult? Error)> ReadJsonAsync<T>(HttpRequest http, int limit, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, CancellationToken ct)
         where T : class
     {
+        if (!http.HasJsonContentType())
+        {
+            return (null, Problem(415, "Unsupported media type", "Send the request as 'Content-Type: application/json'."));
+        }
         if (http.ContentLength > limit)
         {
             return (null, Problem(413, "Request too large", $"The body may be at most {limit} bytes."));
@@ -166,7 +173,12 @@ public static class JobsApi
         }
         catch (JsonException e)
         {
-            return (null, Problem(400, "Malformed JSON", e.Message));
+            // Our own words: the serializer's message names .NET types.
+            var where = $"at {e.Path ?? "$"} (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1})";
+            var what = e.Message.Contains("uplicate", StringComparison.Ordinal)
+                ? $"A property appears twice {where}; give each once."
+                : $"The body is not valid JSON for this request {where}: check the field's type and the syntax.";
+            return (null, Problem(400, "Malformed JSON", what));
         }
     }
 

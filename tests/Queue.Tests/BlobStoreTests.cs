@@ -16,36 +16,36 @@ public sealed class FileSystemBlobStoreTests : IDisposable
     [Fact]
     public async Task CommittedBlobIsVisibleOnlyAfterCommit()
     {
-        await using (var writer = await store.OpenWriteAsync("out", "job/part-00000", CancellationToken.None))
+        await using (var writer = await store.OpenWriteAsync("outs", "job/part-00000", CancellationToken.None))
         {
             await writer.WriteAsync(Encoding.UTF8.GetBytes("half"));
-            Assert.Null(await store.GetPropertiesAsync("out", "job/part-00000", CancellationToken.None));
+            Assert.Null(await store.GetPropertiesAsync("outs", "job/part-00000", CancellationToken.None));
             await writer.WriteAsync(Encoding.UTF8.GetBytes(" and whole"));
             Assert.True(await writer.CommitAsync(overwrite: false, CancellationToken.None));
         }
-        Assert.Equal("half and whole", Encoding.UTF8.GetString(await store.ReadAllBytesAsync("out", "job/part-00000", CancellationToken.None)));
+        Assert.Equal("half and whole", Encoding.UTF8.GetString(await store.ReadAllBytesAsync("outs", "job/part-00000", CancellationToken.None)));
     }
 
     [Fact]
     public async Task FirstCommitWinsWhenOverwriteIsOff()
     {
-        await using var first = await store.OpenWriteAsync("out", "p", CancellationToken.None);
-        await using var second = await store.OpenWriteAsync("out", "p", CancellationToken.None);
+        await using var first = await store.OpenWriteAsync("outs", "p", CancellationToken.None);
+        await using var second = await store.OpenWriteAsync("outs", "p", CancellationToken.None);
         await first.WriteAsync(Encoding.UTF8.GetBytes("first"));
         await second.WriteAsync(Encoding.UTF8.GetBytes("second"));
         Assert.True(await first.CommitAsync(overwrite: false, CancellationToken.None));
         Assert.False(await second.CommitAsync(overwrite: false, CancellationToken.None));
-        Assert.Equal("first", Encoding.UTF8.GetString(await store.ReadAllBytesAsync("out", "p", CancellationToken.None)));
+        Assert.Equal("first", Encoding.UTF8.GetString(await store.ReadAllBytesAsync("outs", "p", CancellationToken.None)));
     }
 
     [Fact]
     public async Task AbandonedWriteLeavesNothingBehind()
     {
-        await using (var writer = await store.OpenWriteAsync("out", "never", CancellationToken.None))
+        await using (var writer = await store.OpenWriteAsync("outs", "never", CancellationToken.None))
         {
             await writer.WriteAsync(new byte[1000]);
         }
-        Assert.Null(await store.GetPropertiesAsync("out", "never", CancellationToken.None));
+        Assert.Null(await store.GetPropertiesAsync("outs", "never", CancellationToken.None));
         Assert.Empty(Directory.GetFiles(Path.Combine(root, ".tmp")));
     }
 
@@ -54,26 +54,45 @@ public sealed class FileSystemBlobStoreTests : IDisposable
     {
         foreach (var name in new[] { "b/2", "a/1", "a/10", "a/x/3", "c" })
         {
-            await store.PutAsync("in", name, Encoding.UTF8.GetBytes("0123456789"), CancellationToken.None);
+            await store.PutAsync("ins", name, Encoding.UTF8.GetBytes("0123456789"), CancellationToken.None);
         }
         var names = new List<string>();
-        await foreach (var item in store.ListAsync("in", "a/", CancellationToken.None))
+        await foreach (var item in store.ListAsync("ins", "a/", CancellationToken.None))
         {
             names.Add(item.Name);
         }
         Assert.Equal(["a/1", "a/10", "a/x/3"], names);
-        await using var range = await store.OpenReadAsync("in", "c", 3, 4, CancellationToken.None);
+        await using var range = await store.OpenReadAsync("ins", "c", 3, 4, CancellationToken.None);
         Assert.Equal("3456", await new StreamReader(range).ReadToEndAsync());
         Assert.Empty(await ListAsync("missing-container"));
     }
 
     [Fact]
+    public async Task ACommitThatClashesLeavesNoTempFileAndNoEmptyFolders()
+    {
+        await using var deep = await store.OpenWriteAsync("outs", "a/b/c.txt", CancellationToken.None);
+        await deep.WriteAsync(new byte[100]);
+        // Another writer makes 'a' a blob after the deep write began: the deep commit must clash cleanly.
+        await store.PutAsync("outs", "a", new byte[1], CancellationToken.None);
+        await Assert.ThrowsAsync<BlobConflictException>(() => deep.CommitAsync(overwrite: true, CancellationToken.None));
+        Assert.Empty(Directory.GetFiles(Path.Combine(root, ".tmp")));
+        Assert.Equal([Path.Combine(root, "outs", "a")], Directory.GetFileSystemEntries(Path.Combine(root, "outs")));
+        // And the other way round: a blob where a folder of blobs now is.
+        await using var shallow = await store.OpenWriteAsync("outs", "d", CancellationToken.None);
+        await store.PutAsync("outs", "d/e", new byte[1], CancellationToken.None);
+        await Assert.ThrowsAsync<BlobConflictException>(() => shallow.CommitAsync(overwrite: true, CancellationToken.None));
+        Assert.Empty(Directory.GetFiles(Path.Combine(root, ".tmp")));
+        await Assert.ThrowsAsync<BlobConflictException>(() => store.OpenWriteAsync("outs", "d", CancellationToken.None));
+        await Assert.ThrowsAsync<BlobConflictException>(() => store.OpenWriteAsync("outs", "a/x", CancellationToken.None));
+    }
+
+    [Fact]
     public async Task NamesCannotEscapeTheirContainer()
     {
-        await Assert.ThrowsAsync<ArgumentException>(() => store.OpenWriteAsync("out", "../evil", CancellationToken.None));
-        await Assert.ThrowsAsync<ArgumentException>(() => store.OpenReadAsync("out", "/etc/passwd", 0, null, CancellationToken.None));
-        await Assert.ThrowsAsync<ArgumentException>(() => store.OpenReadAsync("..", "x", 0, null, CancellationToken.None));
-        await Assert.ThrowsAsync<BlobNotFoundException>(() => store.OpenReadAsync("out", "absent", 0, null, CancellationToken.None));
+        await Assert.ThrowsAsync<InvalidBlobNameException>(() => store.OpenWriteAsync("outs", "../evil", CancellationToken.None));
+        await Assert.ThrowsAsync<InvalidBlobNameException>(() => store.OpenReadAsync("outs", "/etc/passwd", 0, null, CancellationToken.None));
+        await Assert.ThrowsAsync<InvalidBlobNameException>(() => store.OpenReadAsync("..", "x", 0, null, CancellationToken.None));
+        await Assert.ThrowsAsync<BlobNotFoundException>(() => store.OpenReadAsync("outs", "absent", 0, null, CancellationToken.None));
     }
 
     [Fact]

@@ -60,6 +60,10 @@ public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
 
     public async IAsyncEnumerable<BlobItem> ListAsync(string container, string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        if (BlobNames.CheckPrefix(prefix) is { } problem)
+        {
+            throw new InvalidBlobNameException(problem);
+        }
         string? marker = null;
         do
         {
@@ -90,17 +94,25 @@ public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
         return response.StatusCode != HttpStatusCode.NotFound;
     }
 
-    public Task<BlobWriter> OpenWriteAsync(string container, string name, CancellationToken cancellationToken) =>
-        Task.FromResult<BlobWriter>(new BlockBlobWriter(this, container, name));
+    public Task<BlobWriter> OpenWriteAsync(string container, string name, CancellationToken cancellationToken)
+    {
+        BlobNames.Validate(container, name);
+        return Task.FromResult<BlobWriter>(new BlockBlobWriter(this, container, name));
+    }
 
     internal AzureStorageClient Client => client;
 
-    internal Uri ContainerUri(string container, string query) => new(client.Account.BlobEndpoint, $"{container}?{query}");
+    internal Uri ContainerUri(string container, string query) =>
+        BlobNames.IsContainerName(container)
+            ? new(client.Account.BlobEndpoint, $"{container}?{query}")
+            : throw new InvalidBlobNameException($"'{container}' is not a container name. {BlobNames.ContainerRule}");
 
-    internal Uri BlobUri(string container, string name, string? query = null) =>
-        new(client.Account.BlobEndpoint, $"{container}/{EscapePath(name)}{(query is null ? "" : "?" + query)}");
+    internal Uri BlobUri(string container, string name, string? query = null)
+    {
+        BlobNames.Validate(container, name);
+        return new(client.Account.BlobEndpoint, $"{container}/{BlobNames.Escape(name)}{(query is null ? "" : "?" + query)}");
+    }
 
-    private static string EscapePath(string name) => string.Join('/', name.Split('/').Select(Uri.EscapeDataString));
 
     /// <summary>Buffers one block at a time; full blocks upload as they fill, the block list commits the blob.</summary>
     private sealed class BlockBlobWriter(AzureBlobStore store, string container, string name) : BlobWriter
@@ -124,6 +136,7 @@ public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
                 data = data[room..];
                 if (used == store.Client.Options.BlockSizeBytes)
                 {
+                    // Synchronous writers (map output) write to containers the coordinator made beforehand.
                     var id = NextBlockId();
                     using var _ = store.Client.Send(() => PutBlock(id));
                     used = 0;
@@ -194,7 +207,13 @@ public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
         private async Task FlushBlockAsync(CancellationToken cancellationToken)
         {
             var id = NextBlockId();
-            using var _ = await store.Client.SendAsync(() => PutBlock(id), cancellationToken);
+            using var response = await store.Client.SendAsync(() => PutBlock(id), cancellationToken, accept: HttpStatusCode.NotFound);
+            if (response.StatusCode == HttpStatusCode.NotFound)
+            {
+                // The container is made on first use, so a writer never needs it made (and left empty) beforehand.
+                await store.CreateContainerIfMissingAsync(container, cancellationToken);
+                using var _ = await store.Client.SendAsync(() => PutBlock(id), cancellationToken);
+            }
             used = 0;
         }
 

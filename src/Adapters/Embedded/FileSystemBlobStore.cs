@@ -35,8 +35,9 @@ public sealed class FileSystemBlobStore : IBlobStore
         {
             file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException || (e is UnauthorizedAccessException && Directory.Exists(path)))
         {
+            // A folder of other blobs is not a blob.
             throw new BlobNotFoundException(container, name);
         }
         if (offset > 0)
@@ -55,6 +56,10 @@ public sealed class FileSystemBlobStore : IBlobStore
     public async IAsyncEnumerable<BlobItem> ListAsync(string container, string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var containerPath = ContainerPath(container);
+        if (BlobNames.CheckPrefix(prefix) is { } problem)
+        {
+            throw new InvalidBlobNameException(problem);
+        }
         if (!Directory.Exists(containerPath))
         {
             yield break;
@@ -99,27 +104,46 @@ public sealed class FileSystemBlobStore : IBlobStore
     public Task<BlobWriter> OpenWriteAsync(string container, string name, CancellationToken cancellationToken)
     {
         var final = BlobPath(container, name);
+        // Folders and files share one namespace here (not in Azure): refuse a clash before writing anything.
+        ThrowIfConflict(ContainerPath(container), final, name);
         var temp = Path.Combine(root, TempFolder, Guid.NewGuid().ToString("N"));
-        return Task.FromResult<BlobWriter>(new FileBlobWriter(temp, final));
+        return Task.FromResult<BlobWriter>(new FileBlobWriter(temp, final, ContainerPath(container), name));
+    }
+
+    private static void ThrowIfConflict(string containerPath, string final, string name)
+    {
+        if (Directory.Exists(final))
+        {
+            throw new BlobConflictException($"'{name}' is a folder of other blobs; a blob cannot have that name.");
+        }
+        for (var folder = Path.GetDirectoryName(final); folder is not null && folder.Length > containerPath.Length; folder = Path.GetDirectoryName(folder))
+        {
+            if (File.Exists(folder))
+            {
+                var blob = Path.GetRelativePath(containerPath, folder).Replace(Path.DirectorySeparatorChar, '/');
+                throw new BlobConflictException($"'{blob}' is a blob, so nothing can be stored under '{blob}/'.");
+            }
+        }
     }
 
     private string ContainerPath(string container)
     {
-        if (container.Length == 0 || container.StartsWith('.') || container.Contains('/') || container.Contains('\\'))
+        if (!BlobNames.IsContainerName(container))
         {
-            throw new ArgumentException($"'{container}' is not a container name.", nameof(container));
+            throw new InvalidBlobNameException($"'{container}' is not a container name. {BlobNames.ContainerRule}");
         }
         return Path.Combine(root, container);
     }
 
     private string BlobPath(string container, string name)
     {
+        BlobNames.Validate(container, name);
         var containerPath = ContainerPath(container);
         var path = Path.GetFullPath(Path.Combine(containerPath, name));
-        // A name must not escape its container (.., absolute paths).
-        if (name.Length == 0 || !path.StartsWith(containerPath + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        // The rules already exclude escapes (.., absolute paths); this guards the file system regardless.
+        if (!path.StartsWith(containerPath + Path.DirectorySeparatorChar, StringComparison.Ordinal))
         {
-            throw new ArgumentException($"'{name}' is not a blob name inside '{container}'.", nameof(name));
+            throw new InvalidBlobNameException($"'{name}' is not a blob name inside '{container}'.");
         }
         return path;
     }
@@ -144,7 +168,7 @@ public sealed class FileSystemBlobStore : IBlobStore
         }
     }
 
-    private sealed class FileBlobWriter(string tempPath, string finalPath) : BlobWriter
+    private sealed class FileBlobWriter(string tempPath, string finalPath, string containerPath, string name) : BlobWriter
     {
         private readonly FileStream file = new(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
         private bool committed;
@@ -169,18 +193,34 @@ public sealed class FileSystemBlobStore : IBlobStore
             await file.FlushAsync(cancellationToken);
             file.Flush(flushToDisk: true);
             await file.DisposeAsync();
-            committed = true;
-            Directory.CreateDirectory(Path.GetDirectoryName(finalPath)!);
             try
             {
+                ThrowIfConflict(containerPath, finalPath, name);
+                Directory.CreateDirectory(Path.GetDirectoryName(finalPath)!);
                 // Without overwrite, .NET links then unlinks on Unix: the create-if-absent is atomic.
                 File.Move(tempPath, finalPath, overwrite);
+                committed = true;
                 return true;
             }
             catch (IOException) when (!overwrite && File.Exists(finalPath))
             {
-                File.Delete(tempPath);
                 return false;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A concurrent writer made a clash after the check: report it as one.
+                ThrowIfConflict(containerPath, finalPath, name);
+                throw;
+            }
+            finally
+            {
+                // A failed commit leaves nothing: no temp file, no folders made for it.
+                if (!committed)
+                {
+                    File.Delete(tempPath);
+                    committed = true;
+                    RemoveEmptyFolders(Path.GetDirectoryName(finalPath)!, containerPath);
+                }
             }
         }
 

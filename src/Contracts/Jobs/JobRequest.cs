@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Globalization;
+using Queue.Contracts.Ports;
 
 namespace Queue.Contracts.Jobs;
 
@@ -85,14 +86,18 @@ public static class JobRequestValidator
             {
                 return Bad("A streaming job needs 'mapper'.");
             }
-            foreach (var script in new[] { request.Mapper, request.Reducer })
+            foreach (var (field, script) in new[] { ("mapper", request.Mapper), ("reducer", request.Reducer) })
             {
-                if (script is { Length: > 0 } && !IsSafeBlobPath(script))
+                if (script is { Length: > 0 } && BlobNames.CheckName(script) is { } problem)
                 {
-                    return Bad("Script names must be relative paths without '..', '\\' or control characters.");
+                    return Bad($"'{field}' is not a script name: {problem}");
                 }
             }
             request = request with { App = StreamingApp };
+        }
+        else if (request.App == StreamingApp && request.Phase != "reduce")
+        {
+            return Bad("A streaming job needs 'mapper' (and optionally 'reducer' and 'combiner'), scripts in the scripts container.");
         }
         if (request.Phase is not (null or "map" or "reduce"))
         {
@@ -106,7 +111,7 @@ public static class JobRequestValidator
         {
             return Bad("'mapJob' goes with 'phase': 'reduce'.");
         }
-        if (request.Combiner is not null && (request.App != StreamingApp || !IsSafeBlobPath(request.Combiner) || request.Combiner.Length == 0))
+        if (request.Combiner is not null && (request.App != StreamingApp || BlobNames.CheckName(request.Combiner) is not null))
         {
             return Bad("'combiner' is a script for streaming jobs (with 'mapper'), a relative path without '..'; built-in apps combine on their own.");
         }
@@ -162,9 +167,17 @@ public static class JobRequestValidator
         }
         foreach (var (key, value) in args)
         {
-            if (key.Length is 0 or > 128 || (value?.Length ?? 0) > 4096 || HasControl(key))
+            if (key.Length is 0 or > 128 || HasControl(key))
             {
-                return Bad("'args' keys must be 1..128 characters without control characters, values at most 4096.");
+                return Bad("'args' keys must be 1..128 characters without control characters.");
+            }
+            if (value is null)
+            {
+                return Bad($"'args.{key}' must be a string, not null.");
+            }
+            if (value.Length > 4096)
+            {
+                return Bad($"'args.{key}' is longer than 4096 characters.");
             }
         }
 
@@ -197,35 +210,15 @@ public static class JobRequestValidator
         var slash = input.IndexOf('/');
         container = slash < 0 ? input : input[..slash];
         prefix = slash < 0 ? "" : input[(slash + 1)..];
-        if (!IsContainerName(container))
+        if (!BlobNames.IsContainerName(container))
         {
-            return Bad($"'{Printable(container)}' is not a container name: use 1-63 lowercase letters, digits and '-'.");
+            return Bad($"'{Printable(container)}' is not a container name. {BlobNames.ContainerRule}");
         }
-        if (!IsSafeBlobPath(prefix))
+        if (BlobNames.CheckPrefix(prefix) is { } problem)
         {
-            return Bad("The input prefix must be a relative path without '..', '\\' or control characters.");
+            return Bad($"The input prefix is not valid: {problem}");
         }
         return null;
-    }
-
-    public static bool IsContainerName(string name) =>
-        name.Length is >= 1 and <= 63 && !name.AsSpan().ContainsAnyExcept(NameChars) && name[0] != '-' && name[^1] != '-';
-
-    /// <summary>A blob path we accept from users: relative, no '..' segment, no backslash or control characters.</summary>
-    public static bool IsSafeBlobPath(string path)
-    {
-        if (path.Length > 1024 || path.StartsWith('/') || path.Contains('\\') || HasControl(path))
-        {
-            return false;
-        }
-        foreach (var segment in path.Split('/'))
-        {
-            if (segment is ".." or ".")
-            {
-                return false;
-            }
-        }
-        return true;
     }
 
     public static bool IsJobId(string id) =>

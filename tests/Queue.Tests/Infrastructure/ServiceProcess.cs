@@ -53,7 +53,6 @@ public sealed class ServiceProcess : IAsyncDisposable
         info.ArgumentList.Add($"http://127.0.0.1:{p}");
         info.Environment["DOTNET_ENVIRONMENT"] = "Development";
         info.Environment["Logging__Console__FormatterName"] = "simple";
-        info.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
         foreach (var (key, value) in environment)
         {
             info.Environment[key] = value;
