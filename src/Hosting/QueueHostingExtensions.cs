@@ -14,7 +14,6 @@ using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
 using OpenTelemetry.Metrics;
 using Queue.Hosting;
-using Queue.Hosting.Metrics;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -115,15 +114,13 @@ public static class QueueHostingExtensions
                 ["Logging:LogLevel:System.Net.Http.HttpClient"] = "Warning",
             },
         });
-        var exporter = new PrometheusTextExporter();
-        builder.Services.AddSingleton(exporter);
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter("Queue.*", "Microsoft.AspNetCore.Hosting")
             // Second-based histograms need second-sized buckets (the SDK's defaults suit milliseconds).
             .AddView(instrument => instrument.Unit == "s"
                 ? new ExplicitBucketHistogramConfiguration { Boundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600] }
                 : null)
-            .AddReader(exporter.CreateReader()));
+            .AddPrometheusExporter());
         return builder;
     }
 
@@ -131,8 +128,7 @@ public static class QueueHostingExtensions
     public static IEndpointRouteBuilder MapQueueDefaultEndpoints(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription();
-        endpoints.MapGet("/metrics", (PrometheusTextExporter exporter) =>
-            Results.Text(exporter.Scrape(), "text/plain; version=0.0.4; charset=utf-8")).ExcludeFromDescription();
+        endpoints.MapPrometheusScrapingEndpoint("/metrics");
         return endpoints;
     }
 }
