@@ -52,7 +52,7 @@ public static class QueueHostingExtensions
                 foreach (var name in new[] { QueueNames.Tasks, QueueNames.Events })
                 {
                     services.AddKeyedSingleton<IWorkQueue>(name, (sp, _) => new AzureStorageWorkQueue(name,
-                        sp.GetRequiredService<AzureStorageClient>(), sp.GetRequiredService<IOptions<WorkQueueOptions>>()));
+                        sp.GetRequiredService<AzureStorageClients>(), sp.GetRequiredService<IOptions<WorkQueueOptions>>()));
                 }
                 break;
             default:
@@ -98,7 +98,7 @@ public static class QueueHostingExtensions
     private static void AddAzureClient(IServiceCollection services)
     {
         services.AddOptions<AzureStorageOptions>().BindConfiguration(AzureStorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.TryAddSingleton<AzureStorageClient>();
+        services.TryAddSingleton<AzureStorageClients>();
     }
 
     /// <summary>Metrics every service exports: its own meters (<c>Queue.*</c>) and ASP.NET Core's HTTP server metrics.</summary>

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Queue.Adapters.Azure;
 using Queue.Contracts.Jobs;
@@ -18,7 +17,7 @@ public sealed class AzureClusterFixture : ProcessClusterFixture
     protected override async Task StartStorageAsync()
     {
         Azurite = await AzuriteServer.StartAsync();
-        using var client = new AzureStorageClient(Options.Create(new AzureStorageOptions { ConnectionString = Azurite.ConnectionString() }), NullLogger<AzureStorageClient>.Instance);
+        var client = new AzureStorageClients(Options.Create(new AzureStorageOptions { ConnectionString = Azurite.ConnectionString() }));
         var blobs = new AzureBlobStore(client);
         await blobs.CreateContainerIfMissingAsync("books", CancellationToken.None);
         foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))

@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Queue.Adapters.Azure;
 using Queue.Contracts.Ports;
@@ -15,9 +14,8 @@ public sealed class AzuriteFixture : IAsyncLifetime
 
     public async Task DisposeAsync() => await Server.DisposeAsync();
 
-    public AzureStorageClient Client(string? key = null, string prefix = "queue-") =>
-        new(Options.Create(new AzureStorageOptions { ConnectionString = Server.ConnectionString(key ?? AzuriteServer.DevKey), QueuePrefix = prefix, BlockSizeBytes = 1 << 20, MaxPollInterval = TimeSpan.FromMilliseconds(200) }),
-            NullLogger<AzureStorageClient>.Instance);
+    public AzureStorageClients Client(string? key = null, string prefix = "queue-") =>
+        new(Options.Create(new AzureStorageOptions { ConnectionString = Server.ConnectionString(key ?? AzuriteServer.DevKey), QueuePrefix = prefix, BlockSizeBytes = 1 << 20, MaxPollInterval = TimeSpan.FromMilliseconds(200) }));
 }
 
 [CollectionDefinition("azurite")]
@@ -140,20 +138,25 @@ public sealed class AzureBlobStoreTests(AzuriteFixture azurite)
 [Collection("azurite")]
 public sealed class AzureSasTests(AzuriteFixture azurite)
 {
-    private AzureStorageClient Client(string sas) => new(Options.Create(new AzureStorageOptions
+    private AzureStorageClients Client(string sas) => new(Options.Create(new AzureStorageOptions
     {
         AccountName = "devstoreaccount1",
         SasToken = sas,
         BlobEndpoint = $"http://127.0.0.1:{azurite.Server.BlobPort}/devstoreaccount1",
         QueueEndpoint = $"http://127.0.0.1:{azurite.Server.QueuePort}/devstoreaccount1",
         QueuePrefix = "sas-",
-    }), NullLogger<AzureStorageClient>.Instance);
+    }));
 
     [Fact]
     public async Task AnAccountSasGrantsBlobAndQueueAccessWithoutTheKey()
     {
-        var sas = AccountSas.Create("devstoreaccount1", Convert.FromBase64String(AzuriteServer.DevKey), DateTimeOffset.UtcNow.AddHours(1));
-        using var client = Client(sas);
+        // The SDK signs the SAS (the services never hold the key).
+        var sas = new Azure.Storage.Sas.AccountSasBuilder(Azure.Storage.Sas.AccountSasPermissions.All, DateTimeOffset.UtcNow.AddHours(1),
+            Azure.Storage.Sas.AccountSasServices.Blobs | Azure.Storage.Sas.AccountSasServices.Queues, Azure.Storage.Sas.AccountSasResourceTypes.All)
+        {
+            Protocol = Azure.Storage.Sas.SasProtocol.HttpsAndHttp,
+        }.ToSasQueryParameters(new Azure.Storage.StorageSharedKeyCredential("devstoreaccount1", AzuriteServer.DevKey)).ToString();
+        var client = Client(sas);
         var blobs = new AzureBlobStore(client);
         var container = "sas" + Guid.NewGuid().ToString("N")[..12];
         await blobs.CreateContainerIfMissingAsync(container, CancellationToken.None);
@@ -167,8 +170,44 @@ public sealed class AzureSasTests(AzuriteFixture azurite)
         await received[0].CompleteAsync(CancellationToken.None);
 
         // A SAS whose signature does not match is refused.
-        using var forged = Client(sas.Replace("sp=rwdlacup", "sp=rwdlacupx", StringComparison.Ordinal));
+        var signature = System.Text.RegularExpressions.Regex.Match(sas, "sig=([^&]+)").Groups[1].Value;
+        var forged = Client(sas.Replace(signature, Uri.EscapeDataString(Convert.ToBase64String(new byte[32])), StringComparison.Ordinal));
         await Assert.ThrowsAsync<AzureStorageException>(() => new AzureBlobStore(forged).GetPropertiesAsync(container, "a/b.txt", CancellationToken.None));
+    }
+}
+
+/// <summary>How the adapter picks its credential: key, or an Azure.Identity token when no secret is configured.</summary>
+[Collection("azurite")]
+public sealed class AzureCredentialTests(AzuriteFixture azurite)
+{
+    [Fact]
+    public async Task AnAccountKeyWithEndpointsWorksWithoutAConnectionString()
+    {
+        var clients = new AzureStorageClients(Options.Create(new AzureStorageOptions
+        {
+            AccountName = "devstoreaccount1",
+            AccountKey = AzuriteServer.DevKey,
+            BlobEndpoint = $"http://127.0.0.1:{azurite.Server.BlobPort}/devstoreaccount1",
+            QueueEndpoint = $"http://127.0.0.1:{azurite.Server.QueuePort}/devstoreaccount1",
+        }));
+        Assert.Equal("account key", clients.Credential);
+        var blobs = new AzureBlobStore(clients);
+        await blobs.PutAsync("keyed", "k.txt", "key"u8.ToArray(), CancellationToken.None);
+        Assert.Equal("key"u8.ToArray(), await blobs.ReadAllBytesAsync("keyed", "k.txt", CancellationToken.None));
+    }
+
+    [Fact]
+    public void WithoutASecretTheServicesUseDefaultAzureCredentialOnTheAccountsEndpoints()
+    {
+        // What AKS workload identity needs: no key or connection string anywhere, a token from the pod's identity.
+        var options = new AzureStorageOptions { AccountName = "examplequeuestorage" };
+        Assert.Empty(options.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(options)));
+        var clients = new AzureStorageClients(Options.Create(options));
+        Assert.Equal("DefaultAzureCredential", clients.Credential);
+        Assert.Equal(new Uri("https://examplequeuestorage.blob.core.windows.net/"), clients.Blobs.Uri);
+        Assert.Equal(new Uri("https://examplequeuestorage.queue.core.windows.net/"), clients.Queues.Uri);
+        var none = new AzureStorageOptions();
+        Assert.Contains(none.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(none)), r => r.ErrorMessage!.Contains("BlobEndpoint / AccountName", StringComparison.Ordinal));
     }
 }
 
@@ -180,10 +219,10 @@ public sealed class AzureRetryTests(AzuriteFixture azurite)
     public async Task ServerBusyAndInternalErrorsAreRetriedWithBackOff()
     {
         await using var proxy = FaultyProxy.Start(azurite.Server.BlobPort, failuresPerRequest: 2);
-        using var client = new AzureStorageClient(Options.Create(new AzureStorageOptions
+        var client = new AzureStorageClients(Options.Create(new AzureStorageOptions
         {
             ConnectionString = $"AccountName=devstoreaccount1;AccountKey={AzuriteServer.DevKey};BlobEndpoint=http://127.0.0.1:{proxy.Port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{azurite.Server.QueuePort}/devstoreaccount1;",
-        }), NullLogger<AzureStorageClient>.Instance);
+        }));
         var blobs = new AzureBlobStore(client);
         var container = "retry" + Guid.NewGuid().ToString("N")[..10];
         await blobs.CreateContainerIfMissingAsync(container, CancellationToken.None);
@@ -192,16 +231,16 @@ public sealed class AzureRetryTests(AzuriteFixture azurite)
         Assert.True(proxy.Failures >= 6, $"Only {proxy.Failures} failures were injected.");
 
         await using var broken = FaultyProxy.Start(azurite.Server.BlobPort, failuresPerRequest: 100);
-        using var hopeless = new AzureStorageClient(Options.Create(new AzureStorageOptions
+        var hopeless = new AzureStorageClients(Options.Create(new AzureStorageOptions
         {
             ConnectionString = $"AccountName=devstoreaccount1;AccountKey={AzuriteServer.DevKey};BlobEndpoint=http://127.0.0.1:{broken.Port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{azurite.Server.QueuePort}/devstoreaccount1;",
-        }), NullLogger<AzureStorageClient>.Instance);
+        }));
         // Past its retries the adapter says the service is unavailable (the port's one connection-level fault), naming the last answer.
         var unavailable = await Assert.ThrowsAsync<BrokerUnavailableException>(() => new AzureBlobStore(hopeless).GetPropertiesAsync(container, "x", CancellationToken.None));
         var error = Assert.IsType<AzureStorageException>(unavailable.InnerException);
         Assert.True(error.Status is System.Net.HttpStatusCode.ServiceUnavailable or System.Net.HttpStatusCode.InternalServerError, error.Message);
         Assert.StartsWith("Azure Storage is unavailable:", unavailable.Message, StringComparison.Ordinal);
-        Assert.Equal(4, broken.Failures); // one try and three retries, then a clear error
+        Assert.Equal(4, broken.Failures); // one try and the SDK's three retries, then a clear error
     }
 
     /// <summary>Forwards to a real server, but answers the first tries of every request with 503 and 500.</summary>

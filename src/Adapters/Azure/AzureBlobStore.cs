@@ -1,62 +1,62 @@
 using System.Buffers;
-using System.Net;
-using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Text;
-using System.Xml.Linq;
-using Queue.Contracts.IO;
+using Azure;
+using Azure.Storage.Blobs;
+using Azure.Storage.Blobs.Models;
+using Azure.Storage.Blobs.Specialized;
 using Queue.Contracts.Ports;
+using BlobItem = Queue.Contracts.Ports.BlobItem;
 
 namespace Queue.Adapters.Azure;
 
 /// <summary>
-/// Blob storage on Azure Blob: uploads stream in blocks (Put Block) and become visible in one step
-/// when the block list is committed (Put Block List, with <c>If-None-Match: *</c> when the first
-/// commit must win); reads are ranged and streamed; listings page with continuation markers.
+/// The blob store on Azure Blob (Azure.Storage.Blobs): writes stage blocks as they fill and publish the
+/// blob with one Commit Block List (<c>If-None-Match: *</c> when the first commit must win); reads are
+/// ranged streaming downloads; listings page through the service's 5,000-blob pages.
 /// </summary>
-public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
+public sealed class AzureBlobStore(AzureStorageClients clients) : IBlobStore
 {
-    public async Task CreateContainerIfMissingAsync(string container, CancellationToken cancellationToken)
-    {
-        using var _ = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Put, ContainerUri(container, "restype=container")), cancellationToken,
-            accept: HttpStatusCode.Conflict);
-    }
+    public Task CreateContainerIfMissingAsync(string container, CancellationToken cancellationToken) =>
+        AzureStorageClients.CallAsync($"creating container '{container}'", () => Container(container).CreateIfNotExistsAsync(cancellationToken: cancellationToken), cancellationToken);
 
-    public async Task<Stream> OpenReadAsync(string container, string name, long offset, long? length, CancellationToken cancellationToken)
-    {
-        if (length == 0)
+    public Task<Stream> OpenReadAsync(string container, string name, long offset, long? length, CancellationToken cancellationToken) =>
+        AzureStorageClients.CallAsync<Stream>($"reading '{container}/{name}'", async () =>
         {
-            return Stream.Null;
-        }
-        var response = await client.SendAsync(() =>
-        {
-            var request = new HttpRequestMessage(HttpMethod.Get, BlobUri(container, name));
-            if (offset > 0 || length is not null)
+            if (length == 0)
             {
-                request.Headers.Add("x-ms-range", length is { } l ? $"bytes={offset}-{offset + l - 1}" : $"bytes={offset}-");
+                return Stream.Null;
             }
-            return request;
-        }, cancellationToken, HttpCompletionOption.ResponseHeadersRead, HttpStatusCode.NotFound, HttpStatusCode.RequestedRangeNotSatisfiable);
-        if (response.StatusCode == HttpStatusCode.NotFound)
-        {
-            response.Dispose();
-            throw new BlobNotFoundException(container, name);
-        }
-        if (response.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
-        {
-            // Reading from (or past) the end of a blob: nothing to read.
-            response.Dispose();
-            return Stream.Null;
-        }
-        return new ResponseStream(response, await response.Content.ReadAsStreamAsync(cancellationToken));
-    }
+            try
+            {
+                var download = await Blob(container, name).DownloadStreamingAsync(
+                    new BlobDownloadOptions { Range = new HttpRange(offset, length) }, cancellationToken);
+                return download.Value.Content;
+            }
+            catch (RequestFailedException e) when (e.Status == 404)
+            {
+                throw new BlobNotFoundException(container, name);
+            }
+            catch (RequestFailedException e) when (e.Status == 416)
+            {
+                // Reading from (or past) the end of a blob: nothing to read.
+                return Stream.Null;
+            }
+        }, cancellationToken);
 
-    public async Task<BlobItem?> GetPropertiesAsync(string container, string name, CancellationToken cancellationToken)
-    {
-        using var response = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Head, BlobUri(container, name)), cancellationToken,
-            accept: HttpStatusCode.NotFound);
-        return response.StatusCode == HttpStatusCode.NotFound ? null : new BlobItem(container, name, response.Content.Headers.ContentLength ?? 0);
-    }
+    public Task<BlobItem?> GetPropertiesAsync(string container, string name, CancellationToken cancellationToken) =>
+        AzureStorageClients.CallAsync<BlobItem?>($"reading the properties of '{container}/{name}'", async () =>
+        {
+            try
+            {
+                var properties = await Blob(container, name).GetPropertiesAsync(cancellationToken: cancellationToken);
+                return new BlobItem(container, name, properties.Value.ContentLength);
+            }
+            catch (RequestFailedException e) when (e.Status == 404)
+            {
+                return null;
+            }
+        }, cancellationToken);
 
     public async IAsyncEnumerable<BlobItem> ListAsync(string container, string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
@@ -64,63 +64,82 @@ public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
         {
             throw new InvalidBlobNameException(problem);
         }
-        string? marker = null;
-        do
+        var pages = Container(container).GetBlobsAsync(BlobTraits.None, BlobStates.None, prefix.Length == 0 ? null : prefix, cancellationToken)
+            .AsPages(pageSizeHint: 5000).GetAsyncEnumerator(cancellationToken);
+        try
         {
-            var query = $"restype=container&comp=list&maxresults=5000&prefix={Uri.EscapeDataString(prefix)}" + (marker is null ? "" : $"&marker={Uri.EscapeDataString(marker)}");
-            XDocument page;
-            using (var response = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Get, ContainerUri(container, query)), cancellationToken, accept: HttpStatusCode.NotFound))
+            while (true)
             {
-                if (response.StatusCode == HttpStatusCode.NotFound)
+                bool more;
+                try
+                {
+                    more = await pages.MoveNextAsync();
+                }
+                catch (RequestFailedException e) when (e.Status == 404)
+                {
+                    yield break; // an absent container lists nothing
+                }
+                catch (Exception e) when (AzureStorageClients.Translate(e, $"listing '{container}/{prefix}'", cancellationToken) is { } translated)
+                {
+                    throw translated;
+                }
+                if (!more)
                 {
                     yield break;
                 }
-                page = XDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+                foreach (var blob in pages.Current.Values)
+                {
+                    yield return new BlobItem(container, blob.Name, blob.Properties.ContentLength ?? 0);
+                }
             }
-            foreach (var blob in page.Root!.Element("Blobs")?.Elements("Blob") ?? [])
-            {
-                var length = long.Parse(blob.Element("Properties")?.Element("Content-Length")?.Value ?? "0", System.Globalization.CultureInfo.InvariantCulture);
-                yield return new BlobItem(container, blob.Element("Name")!.Value, length);
-            }
-            marker = page.Root.Element("NextMarker")?.Value;
         }
-        while (!string.IsNullOrEmpty(marker));
+        finally
+        {
+            await pages.DisposeAsync();
+        }
     }
 
-    public async Task<bool> DeleteAsync(string container, string name, CancellationToken cancellationToken)
-    {
-        using var response = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Delete, BlobUri(container, name)), cancellationToken,
-            accept: HttpStatusCode.NotFound);
-        return response.StatusCode != HttpStatusCode.NotFound;
-    }
+    public Task<bool> DeleteAsync(string container, string name, CancellationToken cancellationToken) =>
+        AzureStorageClients.CallAsync($"deleting '{container}/{name}'", async () =>
+        {
+            try
+            {
+                return (await Blob(container, name).DeleteIfExistsAsync(cancellationToken: cancellationToken)).Value;
+            }
+            catch (RequestFailedException e) when (e.Status == 404)
+            {
+                return false; // the container is gone too
+            }
+        }, cancellationToken);
 
     public Task<BlobWriter> OpenWriteAsync(string container, string name, CancellationToken cancellationToken)
     {
         BlobNames.Validate(container, name);
-        return Task.FromResult<BlobWriter>(new BlockBlobWriter(this, container, name));
+        return Task.FromResult<BlobWriter>(new BlockWriter(this, container, name));
     }
 
-    internal AzureStorageClient Client => client;
+    private AzureStorageOptions Options => clients.Options;
 
-    internal Uri ContainerUri(string container, string query) =>
+    private BlobContainerClient Container(string container) =>
         BlobNames.IsContainerName(container)
-            ? new(client.Account.BlobEndpoint, $"{container}?{query}")
+            ? clients.Blobs.GetBlobContainerClient(container)
             : throw new InvalidBlobNameException($"'{container}' is not a container name. {BlobNames.ContainerRule}");
 
-    internal Uri BlobUri(string container, string name, string? query = null)
+    private BlockBlobClient Blob(string container, string name)
     {
         BlobNames.Validate(container, name);
-        return new(client.Account.BlobEndpoint, $"{container}/{BlobNames.Escape(name)}{(query is null ? "" : "?" + query)}");
+        return clients.Blobs.GetBlobContainerClient(container).GetBlockBlobClient(name);
     }
 
-
-    /// <summary>Buffers one block at a time; full blocks upload as they fill, the block list commits the blob.</summary>
-    private sealed class BlockBlobWriter(AzureBlobStore store, string container, string name) : BlobWriter
+    /// <summary>Buffers one block at a time (pooled); full blocks are staged as they fill, the block list commits the blob.</summary>
+    private sealed class BlockWriter(AzureBlobStore store, string container, string name) : BlobWriter
     {
         // Block ids are unique to this writer, so concurrent attempts on one blob never mix blocks.
-        private readonly byte[] writerId = Guid.NewGuid().ToByteArray();
+        private readonly string writerId = Guid.NewGuid().ToString("N");
         private readonly List<string> blocks = [];
-        private byte[] buffer = ArrayPool<byte>.Shared.Rent(store.Client.Options.BlockSizeBytes);
+        private readonly BlockBlobClient blob = store.Blob(container, name);
+        private readonly int blockSize = store.Options.BlockSizeBytes;
+        private byte[]? buffer;
         private int used;
         private bool done;
 
@@ -130,15 +149,17 @@ public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
         {
             while (!data.IsEmpty)
             {
-                var room = Math.Min(data.Length, store.Client.Options.BlockSizeBytes - used);
-                data[..room].CopyTo(buffer.AsSpan(used));
-                used += room;
+                var room = Append(data);
                 data = data[room..];
-                if (used == store.Client.Options.BlockSizeBytes)
+                if (used == blockSize)
                 {
                     // Synchronous writers (map output) write to containers the coordinator made beforehand.
                     var id = NextBlockId();
-                    using var _ = store.Client.Send(() => PutBlock(id));
+                    AzureStorageClients.CallAsync($"staging a block of '{container}/{name}'", () =>
+                    {
+                        blob.StageBlock(id, new MemoryStream(buffer!, 0, used, writable: false));
+                        return Task.CompletedTask;
+                    }, CancellationToken.None).GetAwaiter().GetResult();
                     used = 0;
                 }
             }
@@ -148,13 +169,11 @@ public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
         {
             while (!data.IsEmpty)
             {
-                var room = Math.Min(data.Length, store.Client.Options.BlockSizeBytes - used);
-                data[..room].Span.CopyTo(buffer.AsSpan(used));
-                used += room;
+                var room = Append(data.Span);
                 data = data[room..];
-                if (used == store.Client.Options.BlockSizeBytes)
+                if (used == blockSize)
                 {
-                    await FlushBlockAsync(cancellationToken);
+                    await StageAsync(cancellationToken);
                 }
             }
         }
@@ -171,98 +190,86 @@ public sealed class AzureBlobStore(AzureStorageClient client) : IBlobStore
             ObjectDisposedException.ThrowIf(done, this);
             if (used > 0)
             {
-                await FlushBlockAsync(cancellationToken);
+                await StageAsync(cancellationToken);
             }
-            var list = new StringBuilder("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
-            foreach (var id in blocks)
+            var options = new CommitBlockListOptions
             {
-                list.Append("<Latest>").Append(id).Append("</Latest>");
-            }
-            list.Append("</BlockList>");
-            var body = Encoding.UTF8.GetBytes(list.ToString());
-            using var response = await store.Client.SendAsync(() =>
+                // If-None-Match: * makes the commit create-only: the first committed attempt wins.
+                Conditions = overwrite ? null : new BlobRequestConditions { IfNoneMatch = ETag.All },
+            };
+            try
             {
-                var request = new HttpRequestMessage(HttpMethod.Put, store.BlobUri(container, name, "comp=blocklist")) { Content = new ByteArrayContent(body) };
-                request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/xml");
-                if (!overwrite)
+                return await AzureStorageClients.CallAsync($"committing '{container}/{name}'", async () =>
                 {
-                    request.Headers.IfNoneMatch.Add(EntityTagHeaderValue.Any);
-                }
-                return request;
-            }, cancellationToken, accept: [HttpStatusCode.Conflict, HttpStatusCode.PreconditionFailed]);
-            done = true;
-            Release();
-            // Another writer committed first: the first committed attempt wins.
-            return response.IsSuccessStatusCode;
+                    try
+                    {
+                        await blob.CommitBlockListAsync(blocks, options, cancellationToken);
+                        return true;
+                    }
+                    catch (RequestFailedException e) when (!overwrite && e.Status is 409 or 412)
+                    {
+                        return false;
+                    }
+                }, cancellationToken);
+            }
+            finally
+            {
+                Release();
+            }
         }
 
         protected override void Dispose(bool disposing)
         {
             // Uncommitted blocks are never visible; the service discards them after a week.
-            done = true;
             Release();
             base.Dispose(disposing);
         }
 
-        private async Task FlushBlockAsync(CancellationToken cancellationToken)
+        private int Append(ReadOnlySpan<byte> data)
+        {
+            ObjectDisposedException.ThrowIf(done, this);
+            buffer ??= ArrayPool<byte>.Shared.Rent(blockSize);
+            var room = Math.Min(data.Length, blockSize - used);
+            data[..room].CopyTo(buffer.AsSpan(used));
+            used += room;
+            return room;
+        }
+
+        private async Task StageAsync(CancellationToken cancellationToken)
         {
             var id = NextBlockId();
-            using var response = await store.Client.SendAsync(() => PutBlock(id), cancellationToken, accept: HttpStatusCode.NotFound);
-            if (response.StatusCode == HttpStatusCode.NotFound)
+            await AzureStorageClients.CallAsync($"staging a block of '{container}/{name}'", async () =>
             {
-                // The container is made on first use, so a writer never needs it made (and left empty) beforehand.
-                await store.CreateContainerIfMissingAsync(container, cancellationToken);
-                using var _ = await store.Client.SendAsync(() => PutBlock(id), cancellationToken);
-            }
+                try
+                {
+                    await blob.StageBlockAsync(id, new MemoryStream(buffer!, 0, used, writable: false), cancellationToken: cancellationToken);
+                }
+                catch (RequestFailedException e) when (e.Status == 404)
+                {
+                    // The container is made on first use, so an upload never needs it made (and left empty) beforehand.
+                    await store.Container(container).CreateIfNotExistsAsync(cancellationToken: cancellationToken);
+                    await blob.StageBlockAsync(id, new MemoryStream(buffer!, 0, used, writable: false), cancellationToken: cancellationToken);
+                }
+            }, cancellationToken);
             used = 0;
         }
 
         private string NextBlockId()
         {
-            Span<byte> id = stackalloc byte[20];
-            writerId.CopyTo(id);
-            BitConverter.TryWriteBytes(id[16..], blocks.Count);
-            var text = Convert.ToBase64String(id);
-            blocks.Add(text);
-            return text;
-        }
-
-        private HttpRequestMessage PutBlock(string id)
-        {
-            var request = new HttpRequestMessage(HttpMethod.Put, store.BlobUri(container, name, $"comp=block&blockid={Uri.EscapeDataString(id)}"))
-            {
-                Content = new ReadOnlyMemoryContent(buffer.AsMemory(0, used)),
-            };
-            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-            return request;
+            // Every id of a blob has the same length (a service rule): writer id and a zero-padded counter.
+            var id = Convert.ToBase64String(Encoding.ASCII.GetBytes($"{writerId}-{blocks.Count:D6}"));
+            blocks.Add(id);
+            return id;
         }
 
         private void Release()
         {
-            if (buffer.Length > 0)
+            done = true;
+            if (buffer is not null)
             {
                 ArrayPool<byte>.Shared.Return(buffer);
-                buffer = [];
+                buffer = null;
             }
-        }
-    }
-
-    /// <summary>A response body that disposes its response with it.</summary>
-    private sealed class ResponseStream(HttpResponseMessage response, Stream inner) : ReadOnlyWrapperStream(inner)
-    {
-        protected override void Dispose(bool disposing)
-        {
-            base.Dispose(disposing);
-            if (disposing)
-            {
-                response.Dispose();
-            }
-        }
-
-        public override async ValueTask DisposeAsync()
-        {
-            await base.DisposeAsync();
-            response.Dispose();
         }
     }
 }

@@ -3,86 +3,91 @@ using System.ComponentModel.DataAnnotations;
 namespace Queue.Adapters.Azure;
 
 /// <summary>
-/// Azure Storage account settings (<c>Queue:Azure</c>): a connection string, or the account name,
-/// key and endpoints. Works with Azurite's <c>devstoreaccount1</c> and with real accounts. Never logged.
+/// Azure Storage settings (<c>Queue:Azure</c>). Credentials, in order: a connection string; else the
+/// account's endpoints (or its name) with a SAS token, an account key, or — the default, and the way
+/// AKS workload identity and managed identities work — a token from Azure.Identity's
+/// DefaultAzureCredential. Works with Azurite and real accounts. Never logged.
 /// </summary>
 public sealed class AzureStorageOptions : IValidatableObject
 {
     public const string Section = "Queue:Azure";
 
-    /// <summary><c>AccountName=...;AccountKey=...;BlobEndpoint=...;QueueEndpoint=...</c> (or DefaultEndpointsProtocol + EndpointSuffix).</summary>
+    /// <summary><c>AccountName=...;AccountKey=...;BlobEndpoint=...;QueueEndpoint=...</c>, or with DefaultEndpointsProtocol and EndpointSuffix.</summary>
     public string? ConnectionString { get; set; }
 
+    /// <summary>The account; its endpoints default to <c>https://{account}.blob.core.windows.net</c> and <c>.queue.</c>.</summary>
     public string? AccountName { get; set; }
-
-    /// <summary>Base64 Shared Key.</summary>
-    public string? AccountKey { get; set; }
-
-    /// <summary>A SAS token (without '?') used instead of the key.</summary>
-    public string? SasToken { get; set; }
 
     public string? BlobEndpoint { get; set; }
 
     public string? QueueEndpoint { get; set; }
 
+    /// <summary>A SAS token (without '?') instead of an identity.</summary>
+    public string? SasToken { get; set; }
+
+    /// <summary>The account key instead of an identity (prefer an identity, or a connection string in a Secret).</summary>
+    public string? AccountKey { get; set; }
+
+    /// <summary>Client id of a user-assigned managed identity, when the pod has several; workload identity sets <c>AZURE_CLIENT_ID</c> itself.</summary>
+    public string? ManagedIdentityClientId { get; set; }
+
     /// <summary>Prefix of queue names (lowercase letters, digits, '-'). Default <c>queue-</c>: queues <c>queue-tasks</c>, <c>queue-events</c> and their <c>-poison</c> queues.</summary>
     [RegularExpression("^[a-z0-9-]*$")]
     public string QueuePrefix { get; set; } = "queue-";
 
-    /// <summary>Size of one uploaded block. Default 4 MiB.</summary>
+    /// <summary>Size of one staged block. Default 4 MiB.</summary>
     [Range(64 * 1024, 100 * 1024 * 1024)]
     public int BlockSizeBytes { get; set; } = 4 * 1024 * 1024;
 
-    /// <summary>Time limit of one request. Default 100 s (block uploads can be large).</summary>
+    /// <summary>Time limit of one try of a request (the SDK's network timeout). Default 100 s (blocks can be large).</summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(100);
+
+    /// <summary>Retries of a failed request (5xx, 408, timeouts, dropped connections), by the SDK with exponential back-off. Default 3.</summary>
+    [Range(0, 20)]
+    public int MaxRetries { get; set; } = 3;
+
+    /// <summary>First retry delay; it doubles per retry. Default 0.2 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(200);
 
     /// <summary>Longest pause between polls of an empty queue. Default 1 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
     public TimeSpan MaxPollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
-    /// <summary>Resolves the connection string into account, key and endpoints.</summary>
-    public AzureAccount Resolve()
-    {
-        var parts = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        foreach (var item in (ConnectionString ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            var eq = item.IndexOf('=');
-            if (eq > 0)
-            {
-                parts[item[..eq]] = item[(eq + 1)..];
-            }
-        }
-        var account = AccountName ?? parts.GetValueOrDefault("AccountName") ?? throw new InvalidOperationException("Queue:Azure needs AccountName (or a connection string with it).");
-        var protocol = parts.GetValueOrDefault("DefaultEndpointsProtocol") ?? "https";
-        var suffix = parts.GetValueOrDefault("EndpointSuffix") ?? "core.windows.net";
-        var blob = BlobEndpoint ?? parts.GetValueOrDefault("BlobEndpoint") ?? $"{protocol}://{account}.blob.{suffix}";
-        var queue = QueueEndpoint ?? parts.GetValueOrDefault("QueueEndpoint") ?? $"{protocol}://{account}.queue.{suffix}";
-        var key = AccountKey ?? parts.GetValueOrDefault("AccountKey");
-        var sas = SasToken ?? parts.GetValueOrDefault("SharedAccessSignature");
-        if (key is null && sas is null)
-        {
-            throw new InvalidOperationException("Queue:Azure needs an AccountKey or a SasToken.");
-        }
-        return new AzureAccount(account, key is null ? null : Convert.FromBase64String(key), sas?.TrimStart('?'),
-            new Uri(blob.TrimEnd('/') + "/"), new Uri(queue.TrimEnd('/') + "/"));
-    }
+    public Uri BlobServiceUri() => Endpoint(BlobEndpoint, "blob");
+
+    public Uri QueueServiceUri() => Endpoint(QueueEndpoint, "queue");
+
+    private Uri Endpoint(string? configured, string service) =>
+        new((configured ?? (AccountName is null
+            ? throw new InvalidOperationException($"Queue:Azure needs a ConnectionString, or {(service == "blob" ? "Blob" : "Queue")}Endpoint / AccountName.")
+            : $"https://{AccountName}.{service}.core.windows.net")).TrimEnd('/') + "/");
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        var errors = new List<ValidationResult>();
+        if (ConnectionString is not null)
+        {
+            yield break;
+        }
+        string? problem = null;
         try
         {
-            Resolve();
+            _ = BlobServiceUri();
+            _ = QueueServiceUri();
         }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or UriFormatException)
+        catch (Exception e) when (e is InvalidOperationException or UriFormatException)
         {
-            // The message names the missing setting, never a secret's value.
-            errors.Add(new ValidationResult(e is FormatException ? "Queue:Azure AccountKey is not valid base64." : e.Message));
+            problem = e.Message;
         }
-        return errors;
+        if (problem is null && AccountKey is not null && AccountName is null)
+        {
+            problem = "Queue:Azure AccountKey needs AccountName.";
+        }
+        // The message names the missing setting, never a secret's value.
+        if (problem is not null)
+        {
+            yield return new ValidationResult(problem);
+        }
     }
 }
-
-/// <summary>A resolved account: name, key (or SAS) and service endpoints.</summary>
-public sealed record AzureAccount(string Name, byte[]? Key, string? Sas, Uri BlobEndpoint, Uri QueueEndpoint);

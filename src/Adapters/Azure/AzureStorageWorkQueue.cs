@@ -1,42 +1,40 @@
-using System.Globalization;
-using System.Net;
-using System.Net.Http.Headers;
-using System.Text;
 using System.Text.Json;
-using System.Xml.Linq;
+using Azure;
+using Azure.Storage.Queues;
+using Azure.Storage.Queues.Models;
 using Microsoft.Extensions.Options;
 using Queue.Contracts.Ports;
 
 namespace Queue.Adapters.Azure;
 
 /// <summary>
-/// The work queue on Azure Storage Queues. A receive's visibility timeout is the lease and
-/// <c>DequeueCount</c> the delivery count; renew is Update Message (its new pop receipt replaces the
-/// old one, and a stale pop receipt is a lost lease); complete deletes; abandon makes the message
-/// visible at once; dead-letter copies it to <c>{queue}-poison</c> with the reason, then deletes it.
-/// The service never dead-letters by itself, so a receive moves a message past
-/// <see cref="WorkQueueOptions.MaxDeliveryCount"/> to the poison queue. Empty queues are polled
-/// with back-off; depth comes from the approximate message count.
+/// The work queue on Azure Storage Queues (Azure.Storage.Queues). A receive's visibility timeout is the
+/// lease and <c>DequeueCount</c> the delivery count; renew is Update Message (its new pop receipt
+/// replaces the old one, and a stale pop receipt is a lost lease); complete deletes; abandon makes the
+/// message visible at once; dead-letter copies it to <c>{queue}-poison</c> with the reason, then deletes
+/// it. The service never dead-letters by itself, so a receive moves a message past
+/// <see cref="WorkQueueOptions.MaxDeliveryCount"/> to the poison queue. Empty queues are polled with
+/// back-off; depth comes from the approximate message count.
 /// </summary>
 public sealed class AzureStorageWorkQueue : IWorkQueue
 {
     private const int MaxBatch = 32;
-    private readonly AzureStorageClient client;
+    private readonly AzureStorageClients clients;
     private readonly WorkQueueOptions options;
-    private readonly string queueName;
-    private readonly string poisonName;
+    private readonly QueueClient queue;
+    private readonly QueueClient poison;
     private readonly SemaphoreSlim created = new(1, 1);
     private bool exists;
     private int held;
     private int heldDead;
 
-    public AzureStorageWorkQueue(string name, AzureStorageClient client, IOptions<WorkQueueOptions> options)
+    public AzureStorageWorkQueue(string name, AzureStorageClients clients, IOptions<WorkQueueOptions> options)
     {
         Name = name;
-        this.client = client;
+        this.clients = clients;
         this.options = options.Value;
-        queueName = client.Options.QueuePrefix + name;
-        poisonName = queueName + "-poison";
+        queue = clients.Queues.GetQueueClient(clients.Options.QueuePrefix + name);
+        poison = clients.Queues.GetQueueClient(clients.Options.QueuePrefix + name + "-poison");
     }
 
     public string Name { get; }
@@ -44,38 +42,38 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
     public async Task SendAsync(ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
     {
         await EnsureQueuesAsync(cancellationToken);
-        await PutAsync(queueName, body, cancellationToken);
+        await PutAsync(queue, body, cancellationToken);
     }
 
     public async Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)
     {
         await EnsureQueuesAsync(cancellationToken);
-        return await PollAsync(queueName, dead: false, maxMessages, maxWait, cancellationToken);
+        return await PollAsync(queue, dead: false, maxMessages, maxWait, cancellationToken);
     }
 
     public async Task<IReadOnlyList<ILeasedMessage>> ReceiveDeadLetteredAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)
     {
         await EnsureQueuesAsync(cancellationToken);
-        return await PollAsync(poisonName, dead: true, maxMessages, maxWait, cancellationToken);
+        return await PollAsync(poison, dead: true, maxMessages, maxWait, cancellationToken);
     }
 
     public async Task<QueueDepth> GetDepthAsync(CancellationToken cancellationToken)
     {
         await EnsureQueuesAsync(cancellationToken);
-        var all = await CountAsync(queueName, cancellationToken);
-        var dead = await CountAsync(poisonName, cancellationToken);
+        var all = await CountAsync(queue, cancellationToken);
+        var dead = await CountAsync(poison, cancellationToken);
         var leased = Volatile.Read(ref held);
         // The approximate count includes invisible (leased) messages; leased counts this process's only.
         return new QueueDepth(Name, Math.Max(0, all - leased), leased, dead);
     }
 
-    private async Task<IReadOnlyList<ILeasedMessage>> PollAsync(string queue, bool dead, int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)
+    private async Task<IReadOnlyList<ILeasedMessage>> PollAsync(QueueClient from, bool dead, int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)
     {
         var deadline = DateTimeOffset.UtcNow + maxWait;
         var pause = TimeSpan.FromMilliseconds(50);
         while (true)
         {
-            var leases = await GetMessagesAsync(queue, dead, Math.Clamp(maxMessages, 1, MaxBatch), cancellationToken);
+            var leases = await GetMessagesAsync(from, dead, Math.Clamp(maxMessages, 1, MaxBatch), cancellationToken);
             if (leases.Count > 0)
             {
                 return leases;
@@ -86,26 +84,18 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
                 return leases;
             }
             await Task.Delay(pause < remaining ? pause : remaining, cancellationToken);
-            pause = TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, client.Options.MaxPollInterval.Ticks));
+            pause = TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, clients.Options.MaxPollInterval.Ticks));
         }
     }
 
-    private async Task<List<ILeasedMessage>> GetMessagesAsync(string queue, bool dead, int count, CancellationToken cancellationToken)
+    private async Task<List<ILeasedMessage>> GetMessagesAsync(QueueClient from, bool dead, int count, CancellationToken cancellationToken)
     {
-        var visibility = VisibilitySeconds(options.LeaseDuration);
-        XDocument list;
-        using (var response = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Get, QueueUri(queue, $"messages?numofmessages={count}&visibilitytimeout={visibility}")), cancellationToken))
+        var received = await AzureStorageClients.CallAsync($"receiving from queue '{from.Name}'",
+            async () => (await from.ReceiveMessagesAsync(count, Visibility(options.LeaseDuration), cancellationToken)).Value, cancellationToken);
+        var leases = new List<ILeasedMessage>(received.Length);
+        foreach (var message in received)
         {
-            list = XDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
-        }
-        var leases = new List<ILeasedMessage>();
-        foreach (var item in list.Root?.Elements("QueueMessage") ?? [])
-        {
-            var id = item.Element("MessageId")!.Value;
-            var popReceipt = item.Element("PopReceipt")!.Value;
-            var dequeueCount = int.Parse(item.Element("DequeueCount")!.Value, CultureInfo.InvariantCulture);
-            var nextVisible = DateTimeOffset.Parse(item.Element("TimeNextVisible")!.Value, CultureInfo.InvariantCulture);
-            var body = Convert.FromBase64String(item.Element("MessageText")?.Value ?? "");
+            var body = message.Body.ToArray();
             string? reason = null, description = null;
             if (dead)
             {
@@ -114,12 +104,13 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
                 reason = envelope?.Reason ?? "Unknown";
                 description = envelope?.Description;
             }
-            var lease = new LeasedMessage(this, queue, dead, id, popReceipt, dequeueCount, nextVisible, body, reason, description);
+            var lease = new LeasedMessage(this, from, dead, message.MessageId, message.PopReceipt, (int)message.DequeueCount,
+                message.NextVisibleOn ?? DateTimeOffset.UtcNow + options.LeaseDuration, body, reason, description);
             Interlocked.Increment(ref dead ? ref heldDead : ref held);
-            if (!dead && dequeueCount > options.MaxDeliveryCount)
+            if (!dead && message.DequeueCount > options.MaxDeliveryCount)
             {
                 // The service does not dead-letter on its own: a message past the limit goes to the poison queue now.
-                await lease.DeadLetterAsync("MaxDeliveryCountExceeded", $"Delivered {dequeueCount} times; the limit is {options.MaxDeliveryCount}.", cancellationToken);
+                await lease.DeadLetterAsync("MaxDeliveryCountExceeded", $"Delivered {message.DequeueCount} times; the limit is {options.MaxDeliveryCount}.", cancellationToken);
                 continue;
             }
             leases.Add(lease);
@@ -127,21 +118,19 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
         return leases;
     }
 
-    private async Task PutAsync(string queue, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
+    private static Task PutAsync(QueueClient to, ReadOnlyMemory<byte> body, CancellationToken cancellationToken)
     {
-        var xml = Encoding.UTF8.GetBytes($"<QueueMessage><MessageText>{Convert.ToBase64String(body.Span)}</MessageText></QueueMessage>");
-        if (xml.Length > 64 * 1024 + 100)
+        // Base64 grows the body by a third; the service takes 64 KiB of message text.
+        if (body.Length > 48 * 1024)
         {
-            throw new InvalidOperationException($"A message for '{queue}' is {body.Length} bytes; Azure Storage Queues take 48 KiB of data at most (tasks reference blobs, they never carry data).");
+            throw new InvalidOperationException($"A message for '{to.Name}' is {body.Length} bytes; Azure Storage Queues take 48 KiB of data at most (tasks reference blobs, they never carry data).");
         }
-        using var _ = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Post, QueueUri(queue, "messages")) { Content = Xml(xml) }, cancellationToken);
+        return AzureStorageClients.CallAsync($"sending to queue '{to.Name}'", () => to.SendMessageAsync(new BinaryData(body), cancellationToken: cancellationToken), cancellationToken);
     }
 
-    private async Task<long> CountAsync(string queue, CancellationToken cancellationToken)
-    {
-        using var response = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Head, QueueUri(queue, "?comp=metadata")), cancellationToken);
-        return response.Headers.TryGetValues("x-ms-approximate-messages-count", out var values) ? long.Parse(values.First(), CultureInfo.InvariantCulture) : 0;
-    }
+    private static Task<long> CountAsync(QueueClient of, CancellationToken cancellationToken) =>
+        AzureStorageClients.CallAsync($"counting queue '{of.Name}'",
+            async () => (long)(await of.GetPropertiesAsync(cancellationToken)).Value.ApproximateMessagesCount, cancellationToken);
 
     private async Task EnsureQueuesAsync(CancellationToken cancellationToken)
     {
@@ -152,9 +141,9 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
         await created.WaitAsync(cancellationToken);
         try
         {
-            foreach (var queue in new[] { queueName, poisonName })
+            foreach (var client in new[] { queue, poison })
             {
-                using var _ = await client.SendAsync(() => new HttpRequestMessage(HttpMethod.Put, QueueUri(queue, "")), cancellationToken, accept: HttpStatusCode.Conflict);
+                await AzureStorageClients.CallAsync($"creating queue '{client.Name}'", () => client.CreateIfNotExistsAsync(cancellationToken: cancellationToken), cancellationToken);
             }
             exists = true;
         }
@@ -164,19 +153,9 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
         }
     }
 
-    private Uri QueueUri(string queue, string rest) =>
-        new(client.Account.QueueEndpoint, rest.StartsWith('?') ? $"{queue}{rest}" : rest.Length == 0 ? queue : $"{queue}/{rest}");
+    private static TimeSpan Visibility(TimeSpan lease) => TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(lease.TotalSeconds)));
 
-    private static ByteArrayContent Xml(byte[] body)
-    {
-        var content = new ByteArrayContent(body);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/xml");
-        return content;
-    }
-
-    private static int VisibilitySeconds(TimeSpan lease) => Math.Max(1, (int)Math.Ceiling(lease.TotalSeconds));
-
-    private sealed class LeasedMessage(AzureStorageWorkQueue owner, string queue, bool dead, string id, string popReceipt, int dequeueCount,
+    private sealed class LeasedMessage(AzureStorageWorkQueue owner, QueueClient queue, bool dead, string id, string popReceipt, int dequeueCount,
         DateTimeOffset lockedUntil, byte[] body, string? reason, string? description) : ILeasedMessage
     {
         private string popReceipt = popReceipt;
@@ -197,7 +176,7 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
 
         public async Task AbandonAsync(CancellationToken cancellationToken)
         {
-            await UpdateAsync(0, cancellationToken);
+            await UpdateAsync(TimeSpan.Zero, cancellationToken);
             Settled();
         }
 
@@ -205,50 +184,45 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
         {
             // Copy first, then delete: a crash in between leaves a duplicate in the poison queue, never a loss.
             var envelope = JsonSerializer.SerializeToUtf8Bytes(new DeadLetterEnvelope(reason, description, body), AzureQueueJsonContext.Default.DeadLetterEnvelope);
-            await owner.PutAsync(owner.poisonName, envelope, cancellationToken);
+            await PutAsync(owner.poison, envelope, cancellationToken);
             await DeleteAsync(cancellationToken);
             Settled();
         }
 
-        public Task RenewLockAsync(CancellationToken cancellationToken) => UpdateAsync(VisibilitySeconds(owner.options.LeaseDuration), cancellationToken);
+        public Task RenewLockAsync(CancellationToken cancellationToken) => UpdateAsync(Visibility(owner.options.LeaseDuration), cancellationToken);
 
-        private async Task DeleteAsync(CancellationToken cancellationToken)
-        {
-            using var response = await owner.client.SendAsync(() => new HttpRequestMessage(HttpMethod.Delete,
-                owner.QueueUri(queue, $"messages/{id}?popreceipt={Uri.EscapeDataString(popReceipt)}")), cancellationToken, accept: [HttpStatusCode.NotFound, HttpStatusCode.BadRequest]);
-            await ThrowIfLostAsync(response, cancellationToken);
-        }
+        private Task DeleteAsync(CancellationToken cancellationToken) =>
+            AzureStorageClients.CallAsync($"deleting message {id} from '{queue.Name}'", async () =>
+            {
+                try
+                {
+                    await queue.DeleteMessageAsync(id, popReceipt, cancellationToken);
+                }
+                catch (RequestFailedException e) when (IsLost(e))
+                {
+                    throw Lost();
+                }
+            }, cancellationToken);
 
-        private async Task UpdateAsync(int visibilitySeconds, CancellationToken cancellationToken)
-        {
-            using var response = await owner.client.SendAsync(() => new HttpRequestMessage(HttpMethod.Put,
-                owner.QueueUri(queue, $"messages/{id}?popreceipt={Uri.EscapeDataString(popReceipt)}&visibilitytimeout={visibilitySeconds}"))
+        private Task UpdateAsync(TimeSpan visibility, CancellationToken cancellationToken) =>
+            AzureStorageClients.CallAsync($"updating message {id} in '{queue.Name}'", async () =>
             {
-                Content = new ByteArrayContent([]),
-            }, cancellationToken, accept: [HttpStatusCode.NotFound, HttpStatusCode.BadRequest]);
-            await ThrowIfLostAsync(response, cancellationToken);
-            // Each update issues a new pop receipt; the old one no longer settles the message.
-            popReceipt = response.Headers.GetValues("x-ms-popreceipt").First();
-            if (response.Headers.TryGetValues("x-ms-time-next-visible", out var next))
-            {
-                LockedUntil = DateTimeOffset.Parse(next.First(), CultureInfo.InvariantCulture);
-            }
-        }
+                try
+                {
+                    var receipt = (await queue.UpdateMessageAsync(id, popReceipt, visibilityTimeout: visibility, cancellationToken: cancellationToken)).Value;
+                    // Each update issues a new pop receipt; the old one no longer settles the message.
+                    popReceipt = receipt.PopReceipt;
+                    LockedUntil = receipt.NextVisibleOn;
+                }
+                catch (RequestFailedException e) when (IsLost(e))
+                {
+                    throw Lost();
+                }
+            }, cancellationToken);
 
-        /// <summary>A missing message or a stale pop receipt means another receiver holds it now (or it is gone): the lease is lost.</summary>
-        private async Task ThrowIfLostAsync(HttpResponseMessage response, CancellationToken cancellationToken)
-        {
-            if (response.IsSuccessStatusCode)
-            {
-                return;
-            }
-            var code = response.Headers.TryGetValues("x-ms-error-code", out var codes) ? codes.FirstOrDefault() : null;
-            if (response.StatusCode == HttpStatusCode.NotFound || code is "PopReceiptMismatch" or "MessageNotFound")
-            {
-                throw Lost();
-            }
-            throw await AzureStorageClient.ErrorAsync(response.RequestMessage!, response, cancellationToken);
-        }
+        /// <summary>A missing message or a stale pop receipt means another receiver holds it now (or it is gone).</summary>
+        private static bool IsLost(RequestFailedException e) =>
+            e.Status == 404 || e.ErrorCode is "PopReceiptMismatch" or "MessageNotFound";
 
         private void Settled()
         {
@@ -261,7 +235,7 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
         private LeaseLostException Lost()
         {
             Settled();
-            return new LeaseLostException($"The lease on message {id} in '{queue}' has ended (its pop receipt is stale); the queue redelivers it.");
+            return new LeaseLostException($"The lease on message {id} in '{queue.Name}' has ended (its pop receipt is stale); the queue redelivers it.");
         }
     }
 }
