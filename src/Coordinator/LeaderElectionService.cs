@@ -28,8 +28,9 @@ public sealed class LeaderElectionService(
             {
                 return;
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
+                // etcd down or slow (a timed-out connect shows as a cancellation too): campaign again shortly.
                 Log.CampaignFailed(logger, candidate, e.Message);
                 await Task.Delay(options.Value.RetryDelay, stoppingToken);
                 continue;

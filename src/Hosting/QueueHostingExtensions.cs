@@ -84,7 +84,7 @@ public static class QueueHostingExtensions
                 break;
             case "etcd":
                 services.AddOptions<EtcdOptions>().BindConfiguration(EtcdOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-                services.AddSingleton<EtcdClient>();
+                services.AddSingleton<EtcdConnection>();
                 services.AddSingleton<IKeyValueStore, EtcdKeyValueStore>();
                 services.AddSingleton<ILeaderElection, EtcdLeaderElection>();
                 break;

@@ -118,20 +118,20 @@ public sealed class EtcdFixture : IAsyncLifetime
 
     public async Task DisposeAsync() => await Server.DisposeAsync();
 
-    public EtcdClient Client(string? endpoints = null, TimeSpan? leaseTtl = null, TimeSpan? retryTimeout = null) =>
+    public EtcdConnection Client(string? endpoints = null, TimeSpan? leaseTtl = null, TimeSpan? retryTimeout = null) =>
         new(Options.Create(new EtcdOptions
         {
             Endpoints = endpoints ?? Server.Endpoints,
             LeaseTtl = leaseTtl ?? TimeSpan.FromSeconds(2),
             RetryTimeout = retryTimeout ?? TimeSpan.FromSeconds(10),
             CampaignPollInterval = TimeSpan.FromMilliseconds(50),
-        }), NullLogger<EtcdClient>.Instance);
+        }), NullLogger<EtcdConnection>.Instance);
 }
 
 [Collection("etcd")]
 public sealed class EtcdCoordinationTests : CoordinationConformance, IDisposable
 {
-    private readonly EtcdClient client;
+    private readonly EtcdConnection client;
     private readonly EtcdKeyValueStore store;
     private readonly EtcdLeaderElection election;
 
@@ -157,8 +157,8 @@ public sealed class EtcdCoordinationTests : CoordinationConformance, IDisposable
     {
         await using var cluster = await EtcdServer.StartAsync(memberCount: 3);
         var members = cluster.MemberUrls;
-        using var watcher = new EtcdClient(Options.Create(new EtcdOptions { Endpoints = cluster.Endpoints }), NullLogger<EtcdClient>.Instance);
-        using var writer = new EtcdClient(Options.Create(new EtcdOptions { Endpoints = $"{members[1]},{members[2]}" }), NullLogger<EtcdClient>.Instance);
+        using var watcher = new EtcdConnection(Options.Create(new EtcdOptions { Endpoints = cluster.Endpoints }), NullLogger<EtcdConnection>.Instance);
+        using var writer = new EtcdConnection(Options.Create(new EtcdOptions { Endpoints = $"{members[1]},{members[2]}" }), NullLogger<EtcdConnection>.Instance);
         var store = new EtcdKeyValueStore(writer);
         var start = (await store.TransactAsync([], [new KvWrite("/watched/start", [0])], CancellationToken.None), await store.GetAsync("/watched/start", CancellationToken.None)).Item2!.ModRevision;
 
@@ -201,12 +201,12 @@ public sealed class EtcdCoordinationTests : CoordinationConformance, IDisposable
     [Fact]
     public async Task UnreachableEtcdGivesAClearError()
     {
-        using var dead = new EtcdClient(Options.Create(new EtcdOptions
+        using var dead = new EtcdConnection(Options.Create(new EtcdOptions
         {
             Endpoints = $"http://127.0.0.1:{ServiceProcess.FreePort()}",
             RetryTimeout = TimeSpan.FromSeconds(1),
             RequestTimeout = TimeSpan.FromMilliseconds(300),
-        }), NullLogger<EtcdClient>.Instance);
+        }), NullLogger<EtcdConnection>.Instance);
         var error = await Assert.ThrowsAsync<BrokerUnavailableException>(() => new EtcdKeyValueStore(dead).GetAsync("/x", CancellationToken.None));
         Assert.Contains("etcd is unavailable: unreachable at http://127.0.0.1:", error.Message, StringComparison.Ordinal);
     }

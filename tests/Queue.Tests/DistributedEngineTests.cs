@@ -160,8 +160,8 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
         Assert.All(details.Tasks, t => Assert.Equal(1, t.Attempts)); // no needless re-execution
         Assert.Equal(details.Tasks.Count, view.Status.Attempts);
         // An ended job leaves the active index, so the leader's scans no longer read it.
-        using var etcd = new Queue.Adapters.Etcd.EtcdClient(Microsoft.Extensions.Options.Options.Create(new Queue.Adapters.Etcd.EtcdOptions { Endpoints = cluster.Etcd.Endpoints }),
-            Microsoft.Extensions.Logging.Abstractions.NullLogger<Queue.Adapters.Etcd.EtcdClient>.Instance);
+        using var etcd = new Queue.Adapters.Etcd.EtcdConnection(Microsoft.Extensions.Options.Options.Create(new Queue.Adapters.Etcd.EtcdOptions { Endpoints = cluster.Etcd.Endpoints }),
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<Queue.Adapters.Etcd.EtcdConnection>.Instance);
         var store = new Queue.Adapters.Etcd.EtcdKeyValueStore(etcd);
         Assert.Null(await store.GetAsync(JobStore.ActiveKey(id), CancellationToken.None));
         Assert.NotNull(await store.GetAsync(JobStore.StatusKey(id), CancellationToken.None));

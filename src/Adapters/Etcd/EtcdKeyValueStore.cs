@@ -1,38 +1,42 @@
-using System.Text;
+using System.Runtime.CompilerServices;
+using Etcdserverpb;
+using Google.Protobuf;
 using Queue.Contracts.Ports;
 
 namespace Queue.Adapters.Etcd;
 
-/// <summary>The coordination store on etcd: ranges are paged, transactions map one-to-one onto etcd's.</summary>
-public sealed class EtcdKeyValueStore(EtcdClient client) : IKeyValueStore
+/// <summary>The coordination store on etcd: ranges are paged, transactions map one-to-one onto etcd's, leased keys keep one lease each.</summary>
+public sealed class EtcdKeyValueStore(EtcdConnection etcd) : IKeyValueStore
 {
     private const int PageSize = 500;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> leases = new(StringComparer.Ordinal);
 
     public async Task<KvEntry?> GetAsync(string key, CancellationToken cancellationToken)
     {
-        var response = await client.RangeAsync(new RangeRequest { Key = Encoding.UTF8.GetBytes(key) }, cancellationToken);
-        return response.Kvs is [var kv, ..] ? ToEntry(kv) : null;
+        var response = await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(key) }, cancellationToken);
+        return response.Kvs.Count > 0 ? ToEntry(response.Kvs[0]) : null;
     }
 
     public async Task<IReadOnlyList<KvEntry>> ListAsync(string prefix, CancellationToken cancellationToken)
     {
-        var start = Encoding.UTF8.GetBytes(prefix);
-        var end = EtcdClient.PrefixEnd(start);
+        var start = ByteString.CopyFromUtf8(prefix);
+        var end = EtcdConnection.PrefixEnd(start);
         var entries = new List<KvEntry>();
+        long revision = 0;
         while (true)
         {
-            // Pages keep each answer well under etcd's message size limit.
-            var response = await client.RangeAsync(new RangeRequest { Key = start, RangeEnd = end, Limit = PageSize }, cancellationToken);
-            foreach (var kv in response.Kvs ?? [])
+            // Pages keep each answer well under etcd's message size limit; every page reads the first page's revision, so the list is one snapshot.
+            var response = await etcd.RangeAsync(new RangeRequest { Key = start, RangeEnd = end, Limit = PageSize, Revision = revision }, cancellationToken);
+            revision = response.Header.Revision;
+            foreach (var kv in response.Kvs)
             {
                 entries.Add(ToEntry(kv));
             }
-            if (!response.More || response.Kvs is null or [])
+            if (!response.More || response.Kvs.Count == 0)
             {
                 return entries;
             }
-            start = [.. response.Kvs[^1].Key, 0];
+            start = ByteString.CopyFrom([.. response.Kvs[^1].Key.Span, 0]);
         }
     }
 
@@ -42,47 +46,46 @@ public sealed class EtcdKeyValueStore(EtcdClient client) : IKeyValueStore
         foreach (var compare in compares)
         {
             txn.Compare.Add(compare.Target == KvCompareTarget.CreateRevision
-                ? new Compare { Key = Encoding.UTF8.GetBytes(compare.Key), Target = "CREATE", CreateRevision = compare.Revision }
-                : new Compare { Key = Encoding.UTF8.GetBytes(compare.Key), Target = "MOD", ModRevision = compare.Revision });
+                ? new Compare { Key = ByteString.CopyFromUtf8(compare.Key), Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = compare.Revision }
+                : new Compare { Key = ByteString.CopyFromUtf8(compare.Key), Target = Compare.Types.CompareTarget.Mod, Result = Compare.Types.CompareResult.Equal, ModRevision = compare.Revision });
         }
         foreach (var write in writes)
         {
             txn.Success.Add(write.Value is null
-                ? new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = Encoding.UTF8.GetBytes(write.Key) } }
-                : new RequestOp { RequestPut = new PutRequest { Key = Encoding.UTF8.GetBytes(write.Key), Value = write.Value } });
+                ? new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(write.Key) } }
+                : new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8(write.Key), Value = ByteString.CopyFrom(write.Value) } });
         }
-        var response = await client.TxnAsync(txn, cancellationToken);
-        return response.Succeeded;
+        return (await etcd.TxnAsync(txn, cancellationToken)).Succeeded;
     }
 
     public async Task PutLeasedAsync(string key, byte[] value, TimeSpan ttl, CancellationToken cancellationToken)
     {
         // One lease per key, kept alive by each write; a lapsed one (the writer stalled past its TTL) is replaced.
-        if (!leases.TryGetValue(key, out var lease) || await client.KeepAliveOnceAsync(lease, cancellationToken) <= 0)
+        if (!leases.TryGetValue(key, out var lease) || await etcd.KeepAliveOnceAsync(lease, cancellationToken) <= 0)
         {
-            lease = await client.GrantLeaseAsync(ttl, cancellationToken);
+            lease = await etcd.GrantLeaseAsync(ttl, cancellationToken);
             leases[key] = lease;
         }
         var txn = new TxnRequest();
-        txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = Encoding.UTF8.GetBytes(key), Value = value, Lease = lease } });
-        await client.TxnAsync(txn, cancellationToken);
+        txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value), Lease = lease } });
+        await etcd.TxnAsync(txn, cancellationToken);
     }
 
     /// <summary>
     /// Every change under <paramref name="prefix"/> from <paramref name="fromRevision"/> on, in revision
     /// order; survives broken streams and member failures without losing or repeating a change.
     /// </summary>
-    public async IAsyncEnumerable<KvChange> WatchAsync(string prefix, long fromRevision, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<KvChange> WatchAsync(string prefix, long fromRevision, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        await foreach (var (revision, change) in client.WatchAsync(Encoding.UTF8.GetBytes(prefix), fromRevision, cancellationToken))
+        await foreach (var (revision, change) in etcd.WatchAsync(ByteString.CopyFromUtf8(prefix), fromRevision, cancellationToken))
         {
-            var key = Encoding.UTF8.GetString(change.Kv?.Key ?? []);
-            yield return change.Type == "DELETE" ? new KvChange(key, null, revision) : new KvChange(key, change.Kv?.Value ?? [], revision);
+            var key = change.Kv.Key.ToStringUtf8();
+            yield return change.Type == Mvccpb.Event.Types.EventType.Delete ? new KvChange(key, null, revision) : new KvChange(key, change.Kv.Value.ToByteArray(), revision);
         }
     }
 
-    internal static KvEntry ToEntry(KeyValue kv) =>
-        new(Encoding.UTF8.GetString(kv.Key), kv.Value ?? [], kv.CreateRevision, kv.ModRevision);
+    internal static KvEntry ToEntry(Mvccpb.KeyValue kv) =>
+        new(kv.Key.ToStringUtf8(), kv.Value.ToByteArray(), kv.CreateRevision, kv.ModRevision);
 }
 
 /// <summary>One change seen by a watch: a put (<see cref="Value"/> set) or a delete.</summary>

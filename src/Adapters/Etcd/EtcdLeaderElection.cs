@@ -1,51 +1,62 @@
-using System.Globalization;
-using System.Text;
+using Google.Protobuf;
+using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Queue.Contracts.Ports;
+using V3Electionpb;
 
 namespace Queue.Adapters.Etcd;
 
 /// <summary>
-/// Leader election with etcd's recipe (as in its concurrency package): each candidate holds a lease
-/// and writes <c>{prefix}{leaseId:x}</c> attached to it; the key with the lowest create revision
-/// leads. The fence is that key's create revision, so once the lease expires — even while the
-/// old leader is paused and does not know — every fenced write of the old leader fails.
+/// Leader election through etcd's own election service (Campaign / Leader / Resign): each candidate
+/// holds a lease and campaigns with it; etcd writes <c>/queue/election/{lease:x}</c> bound to that lease
+/// and answers when every earlier candidate's key is gone. The fence is the leader key's create
+/// revision, so once the lease expires — even while the old leader is paused and does not know — every
+/// fenced write of the old leader fails.
 /// </summary>
-public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLeaderElection> logger) : ILeaderElection
+public sealed partial class EtcdLeaderElection(EtcdConnection etcd, ILogger<EtcdLeaderElection> logger) : ILeaderElection
 {
-    public const string Prefix = "/queue/election/";
+    public const string Name = "/queue/election";
+    public const string Prefix = Name + "/";
 
     public async Task<ILeadership> CampaignAsync(string candidateId, CancellationToken cancellationToken)
     {
-        var options = client.Options;
-        var leaseId = await client.GrantLeaseAsync(options.LeaseTtl, cancellationToken);
-        var leadership = new Leadership(client, logger, candidateId, leaseId, Prefix + leaseId.ToString("x", CultureInfo.InvariantCulture));
+        var options = etcd.Options;
+        var leaseId = await etcd.GrantLeaseAsync(options.LeaseTtl, cancellationToken);
+        var leadership = new Leadership(etcd, logger, candidateId, leaseId);
+        leadership.KeepLeaseAlive();
         try
         {
-            var key = Encoding.UTF8.GetBytes(leadership.Key);
-            await client.TxnAsync(new TxnRequest
-            {
-                Compare = [new Compare { Key = key, Target = "CREATE", CreateRevision = 0 }],
-                Success = [new RequestOp { RequestPut = new PutRequest { Key = key, Value = Encoding.UTF8.GetBytes(candidateId), Lease = leaseId } }],
-            }, cancellationToken);
-            var mine = await client.RangeAsync(new RangeRequest { Key = key }, cancellationToken);
-            if (mine.Kvs is not [var kv, ..])
-            {
-                throw new EtcdException("The candidate key vanished right after it was written (lease expired?).", 5);
-            }
-            leadership.Start(kv.CreateRevision);
+            var request = new CampaignRequest { Name = ByteString.CopyFromUtf8(Name), Lease = leaseId, Value = ByteString.CopyFromUtf8(candidateId) };
             while (true)
             {
                 if (leadership.Lost.IsCancellationRequested)
                 {
-                    throw new EtcdException("The candidate's lease was lost while it waited to lead.", 5);
+                    throw new EtcdException("The candidate's lease was lost while it waited to lead.", StatusCode.NotFound);
                 }
-                var first = await FirstCandidateAsync(cancellationToken);
-                if (first is not null && first.CreateRevision == kv.CreateRevision && first.Key.AsSpan().SequenceEqual(key))
+                try
                 {
+                    // Campaign blocks until this candidate leads. A bounded wait keeps a paused member from
+                    // holding the campaign forever; campaigning again with the same lease resumes it.
+                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, leadership.Lost);
+                    var response = await etcd.Connection.ElectionClient.CampaignAsync(request,
+                        deadline: DateTime.UtcNow + options.LeaseTtl * 2, cancellationToken: wait.Token);
+                    leadership.Lead(response.Leader);
                     return leadership;
                 }
-                await Task.Delay(options.CampaignPollInterval, cancellationToken);
+                catch (RpcException e) when (e.StatusCode is StatusCode.DeadlineExceeded or StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown
+                    || (e.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested && !leadership.Lost.IsCancellationRequested))
+                {
+                    await Task.Delay(options.CampaignPollInterval, cancellationToken);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && !leadership.Lost.IsCancellationRequested)
+                {
+                    await Task.Delay(options.CampaignPollInterval, cancellationToken);
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    throw new EtcdException("The candidate's lease was lost while it waited to lead.", StatusCode.NotFound);
+                }
             }
         }
         catch
@@ -57,22 +68,16 @@ public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLe
 
     public async Task<string?> GetLeaderAsync(CancellationToken cancellationToken)
     {
-        var first = await FirstCandidateAsync(cancellationToken);
-        return first?.Value is { } value ? Encoding.UTF8.GetString(value) : null;
-    }
-
-    private async Task<KeyValue?> FirstCandidateAsync(CancellationToken cancellationToken)
-    {
-        var prefix = Encoding.UTF8.GetBytes(Prefix);
-        var response = await client.RangeAsync(new RangeRequest
+        try
         {
-            Key = prefix,
-            RangeEnd = EtcdClient.PrefixEnd(prefix),
-            Limit = 1,
-            SortTarget = "CREATE",
-            SortOrder = "ASCEND",
-        }, cancellationToken);
-        return response.Kvs is [var first, ..] ? first : null;
+            var response = await etcd.CallAsync("election leader", (deadline, ct) =>
+                etcd.Connection.ElectionClient.LeaderAsync(new LeaderRequest { Name = ByteString.CopyFromUtf8(Name) }, deadline: deadline, cancellationToken: ct).ResponseAsync, cancellationToken);
+            return response.Kv?.Value.ToStringUtf8();
+        }
+        catch (EtcdException e) when (e.Code == StatusCode.NotFound || e.Message.Contains("no leader", StringComparison.Ordinal))
+        {
+            return null;
+        }
     }
 
     /// <summary>
@@ -80,30 +85,38 @@ public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLe
     /// is gone, or when no renewal has succeeded for a whole TTL since the last one was sent — by
     /// then the lease may have expired on the server and another candidate may lead.
     /// </summary>
-    private sealed class Leadership(EtcdClient client, ILogger logger, string candidateId, long leaseId, string key) : ILeadership
+    private sealed class Leadership(EtcdConnection etcd, ILogger logger, string candidateId, long leaseId) : ILeadership
     {
         private readonly CancellationTokenSource lost = new();
         private readonly CancellationTokenSource stop = new();
+        private LeaderKey? leader;
         private Task keepAlive = Task.CompletedTask;
 
-        public string Key { get; } = key;
         public string CandidateId { get; } = candidateId;
         public long Epoch { get; private set; }
         public KvCompare Fence { get; private set; } = null!;
         public CancellationToken Lost => lost.Token;
 
-        public void Start(long createRevision)
+        public void KeepLeaseAlive() => keepAlive = KeepAliveAsync();
+
+        public void Lead(LeaderKey key)
         {
-            Epoch = createRevision;
-            Fence = new KvCompare(Key, KvCompareTarget.CreateRevision, createRevision);
-            keepAlive = KeepAliveAsync();
+            leader = key;
+            // Rev is the leader key's create revision: the fencing token.
+            Epoch = key.Rev;
+            Fence = new KvCompare(key.Key.ToStringUtf8(), KvCompareTarget.CreateRevision, key.Rev);
         }
 
         public async Task ResignAsync(CancellationToken cancellationToken)
         {
             await stop.CancelAsync();
             await lost.CancelAsync();
-            await client.RevokeLeaseAsync(leaseId, cancellationToken);
+            if (leader is not null)
+            {
+                await etcd.CallAsync("election resign", (deadline, ct) =>
+                    etcd.Connection.ElectionClient.ResignAsync(new ResignRequest { Leader = leader }, deadline: deadline, cancellationToken: ct).ResponseAsync, cancellationToken);
+            }
+            await etcd.RevokeLeaseAsync(leaseId, cancellationToken);
         }
 
         public async ValueTask DisposeAsync()
@@ -113,7 +126,7 @@ public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLe
             try
             {
                 await keepAlive;
-                await client.RevokeLeaseAsync(leaseId, CancellationToken.None);
+                await etcd.RevokeLeaseAsync(leaseId, CancellationToken.None);
             }
             catch (Exception e) when (e is EtcdException or BrokerUnavailableException)
             {
@@ -123,7 +136,7 @@ public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLe
 
         private async Task KeepAliveAsync()
         {
-            var ttl = client.Options.LeaseTtl;
+            var ttl = etcd.Options.LeaseTtl;
             var lastSent = DateTime.UtcNow;
             while (!stop.IsCancellationRequested)
             {
@@ -134,7 +147,7 @@ public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLe
                     using var attempt = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
                     var budget = lastSent + ttl - sent;
                     attempt.CancelAfter(budget > TimeSpan.FromMilliseconds(1) ? budget : TimeSpan.FromMilliseconds(1));
-                    var remaining = await client.KeepAliveOnceAsync(leaseId, attempt.Token);
+                    var remaining = await etcd.KeepAliveOnceAsync(leaseId, attempt.Token);
                     if (remaining <= 0)
                     {
                         LogLeaseGone(logger, CandidateId, leaseId);
@@ -147,7 +160,7 @@ public sealed partial class EtcdLeaderElection(EtcdClient client, ILogger<EtcdLe
                 {
                     return;
                 }
-                catch (Exception e) when (e is EtcdException or BrokerUnavailableException or OperationCanceledException)
+                catch (Exception e) when (e is EtcdException or BrokerUnavailableException or OperationCanceledException or RpcException)
                 {
                     if (DateTime.UtcNow >= lastSent + ttl)
                     {
