@@ -16,9 +16,18 @@ public static class BenchCommand
         var megabytes = new Option<int>("--mb") { Description = "Size of the generated input in MB.", DefaultValueFactory = _ => 100 };
         var slots = new Option<int>("--slots") { Description = "Worker slots of the engine.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var folder = new Option<string>("--dir") { Description = "Scratch folder.", DefaultValueFactory = _ => ".bench" };
-        var command = new Command("bench", "Measure word-count throughput of the engine against baselines.") { megabytes, slots, folder };
+        var cluster = new Option<string?>("--cluster") { Description = "Measure a running cluster at this ingress URL instead (e.g. http://127.0.0.1:5000 from scripts/cluster.sh up)." };
+        var books = new Option<string>("--books") { Description = "With --cluster: the folder of books to count.", DefaultValueFactory = _ => "../shared/data/gutenberg" };
+        var runs = new Option<int>("--runs") { Description = "With --cluster: warm runs of the books job.", DefaultValueFactory = _ => 5 };
+        var overheadJobs = new Option<int>("--overhead-jobs") { Description = "With --cluster: tiny jobs (8 tasks each) for the per-task overhead.", DefaultValueFactory = _ => 25 };
+        var command = new Command("bench", "Measure word-count throughput of the engine against baselines.") { megabytes, slots, folder, cluster, books, runs, overheadJobs };
         command.SetAction(async (parse, ct) =>
         {
+            if (parse.GetValue(cluster) is { } url)
+            {
+                return await ClusterBench.RunAsync(url, Environment.GetEnvironmentVariable("QUEUE_API_KEY"), Path.GetFullPath(parse.GetValue(books)!),
+                    Math.Clamp(parse.GetValue(runs), 1, 100), Math.Clamp(parse.GetValue(overheadJobs), 1, 1000), ct);
+            }
             var mb = parse.GetValue(megabytes);
             if (mb is < 1 or > 100_000)
             {

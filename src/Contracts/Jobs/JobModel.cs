@@ -183,8 +183,13 @@ public sealed record TaskRecord
     public string? LastError { get; init; }
     public InputSplit? Split { get; init; }
     public TaskCounters? Counters { get; init; }
+    /// <summary>When the leader last sent the task to the queue (the leader's clock).</summary>
+    public DateTimeOffset? QueuedAt { get; init; }
+    /// <summary>When the current attempt started and finished (the worker's clock).</summary>
     public DateTimeOffset? StartedAt { get; init; }
     public DateTimeOffset? FinishedAt { get; init; }
+    /// <summary>When the leader recorded the task's success (the leader's clock): with <see cref="QueuedAt"/>, the task's overhead.</summary>
+    public DateTimeOffset? RecordedAt { get; init; }
 }
 
 /// <summary>The job as the API shows it.</summary>

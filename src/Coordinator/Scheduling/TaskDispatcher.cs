@@ -7,7 +7,7 @@ using Queue.Contracts.Ports;
 namespace Queue.Coordinator.Scheduling;
 
 /// <summary>Sends a phase's tasks to the task queue and records them as queued.</summary>
-public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQueue tasks)
+public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQueue tasks, TimeProvider time)
 {
     /// <summary>Whether the task queue keeps its messages when this process dies (every broker; not the embedded queue).</summary>
     public bool QueueIsDurable => tasks.IsDurable;
@@ -20,7 +20,7 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
     {
         var spec = run.Spec;
         var records = run.Tasks(phase);
-        var sent = new List<int>();
+        var sent = new List<(int Index, DateTimeOffset At)>();
         for (var i = 0; i < records.Length; i++)
         {
             var state = records[i].State;
@@ -49,8 +49,9 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
                 SkipBadRecords = spec.SkipBadRecords,
                 IntermediatesOf = spec.MapJob ?? spec.Id,
             };
+            var at = time.GetUtcNow();
             await tasks.SendAsync(JsonSerializer.SerializeToUtf8Bytes(message, QueueJsonContext.Default.TaskMessage), cancellationToken);
-            sent.Add(i);
+            sent.Add((i, at));
         }
         if (sent.Count == 0)
         {
@@ -58,9 +59,9 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
         }
         var updated = (TaskRecord[])records.Clone();
         var writes = new List<KvWrite>(sent.Count + 1);
-        foreach (var i in sent)
+        foreach (var (i, at) in sent)
         {
-            updated[i] = updated[i] with { State = TaskState.Queued };
+            updated[i] = updated[i] with { State = TaskState.Queued, QueuedAt = at };
             writes.Add(LeaderSession.TaskWrite(spec.Id, updated[i]));
         }
         var status = JobRun.WithProgress(run.Status, phase, updated);

@@ -18,6 +18,7 @@ public sealed class TaskEventHandler(
     JobPlanner planner,
     JobFinisher finisher,
     IOptions<CoordinatorOptions> options,
+    TimeProvider time,
     ILogger<TaskEventHandler> logger)
 {
     private readonly CoordinatorOptions options = options.Value;
@@ -132,7 +133,7 @@ public sealed class TaskEventHandler(
                 break;
             case TaskEventKind.Succeeded:
                 var counters = report.Counters ?? TaskCounters.Zero;
-                task = task with { State = TaskState.Done, WinningAttempt = report.AttemptId, Worker = report.WorkerId, Counters = counters, FinishedAt = report.At };
+                task = task with { State = TaskState.Done, WinningAttempt = report.AttemptId, Worker = report.WorkerId, Counters = counters, FinishedAt = report.At, RecordedAt = time.GetUtcNow() };
                 status = report.Phase == TaskPhase.Map
                     ? status with { MapCounters = status.MapCounters.Add(counters) }
                     : status with { ReduceCounters = status.ReduceCounters.Add(counters) };

@@ -1,0 +1,148 @@
+using System.Diagnostics;
+using System.Globalization;
+using Queue.Contracts.Jobs;
+
+namespace Queue.Cli;
+
+/// <summary>
+/// <c>queue bench --cluster URL</c>: against a running cluster (e.g. <c>scripts/cluster.sh up</c>), the
+/// books job's time (cold, then the median of warm runs, output checked against the single-pass baseline)
+/// and the per-task overhead: for tasks that never wait for a slot, the time from the leader sending a
+/// task to recording its success, minus the attempt's own run time.
+/// </summary>
+public static class ClusterBench
+{
+    private const string BooksContainer = "bench-books";
+    private const string TinyContainer = "bench-tiny";
+
+    public static async Task<int> RunAsync(string url, string? apiKey, string books, int warmRuns, int overheadJobs, CancellationToken ct)
+    {
+        using var client = new IngressClient(url, apiKey);
+        var files = Directory.GetFiles(books, "*.txt");
+        Array.Sort(files, StringComparer.Ordinal);
+        if (files.Length == 0)
+        {
+            await Console.Error.WriteLineAsync($"No .txt files in {books}.");
+            return 2;
+        }
+        long bytes = 0;
+        var reference = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var file in files)
+        {
+            await client.UploadAsync(BooksContainer, Path.GetFileName(file), file, _ => { }, ct);
+            bytes += new FileInfo(file).Length;
+            foreach (var (word, count) in Baselines.WordCount(file))
+            {
+                reference[word] = reference.GetValueOrDefault(word) + count;
+            }
+        }
+        // Four tiny inputs: one map each, so a job's eight tasks never wait for a slot on a 2 x 2-slot cluster.
+        for (var i = 0; i < 4; i++)
+        {
+            var tiny = Path.Combine(Path.GetTempPath(), $"queue-bench-tiny-{i}.txt");
+            await File.WriteAllTextAsync(tiny, $"tiny input {i} for the overhead bench\n", ct);
+            await client.UploadAsync(TinyContainer, $"t{i}.txt", tiny, _ => { }, ct);
+            File.Delete(tiny);
+        }
+        Console.WriteLine($"Cluster {url}: {files.Length} books, {bytes / 1e6:0.0} MB");
+
+        var times = new List<double>();
+        for (var run = 0; run <= warmRuns; run++)
+        {
+            var watch = Stopwatch.StartNew();
+            var id = await client.SubmitAsync(new JobRequest { App = "wordcount", Input = BooksContainer, MapTasks = 8, ReduceTasks = 4 }, ct);
+            var details = await WaitAsync(client, id, ct);
+            var seconds = watch.Elapsed.TotalSeconds;
+            if (details.Status.State != JobState.Succeeded)
+            {
+                await Console.Error.WriteLineAsync($"The books job ended {details.Status.State}: {details.Status.Error}");
+                return 1;
+            }
+            if (run == 0 && await CompareAsync(client, id, reference, ct) is { } mismatch)
+            {
+                await Console.Error.WriteLineAsync($"The cluster's output differs from the baseline: {mismatch}");
+                return 1;
+            }
+            if (run > 0)
+            {
+                times.Add(seconds);
+            }
+            else
+            {
+                Console.WriteLine($"books job, first run: {seconds:0.000} s (output equals the baseline)");
+            }
+        }
+        times.Sort();
+        Console.WriteLine($"books job, warm: median {Median(times):0.000} s over {times.Count} runs ({bytes / 1e6 / Median(times):0.0} MB/s)");
+
+        var overhead = new List<double>();
+        var toStart = new List<double>();
+        var toRecord = new List<double>();
+        for (var job = 0; job < overheadJobs; job++)
+        {
+            var id = await client.SubmitAsync(new JobRequest { App = "wordcount", Input = TinyContainer, MapTasks = 4, ReduceTasks = 4 }, ct);
+            var details = await WaitAsync(client, id, ct);
+            if (details.Status.State != JobState.Succeeded)
+            {
+                await Console.Error.WriteLineAsync($"An overhead job ended {details.Status.State}: {details.Status.Error}");
+                return 1;
+            }
+            foreach (var task in details.Tasks)
+            {
+                if (task is { QueuedAt: { } queued, StartedAt: { } started, FinishedAt: { } finished, RecordedAt: { } recorded })
+                {
+                    overhead.Add(((recorded - queued) - (finished - started)).TotalMilliseconds);
+                    toStart.Add((started - queued).TotalMilliseconds);
+                    toRecord.Add((recorded - finished).TotalMilliseconds);
+                }
+            }
+        }
+        overhead.Sort();
+        toStart.Sort();
+        toRecord.Sort();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"per-task overhead over {overhead.Count} tasks: p50 {Percentile(overhead, 0.5):0.0} ms, p95 {Percentile(overhead, 0.95):0.0} ms " +
+            $"(sent to started p50 {Percentile(toStart, 0.5):0.0} ms, finished to recorded p50 {Percentile(toRecord, 0.5):0.0} ms)"));
+        return 0;
+    }
+
+    private static async Task<JobDetails> WaitAsync(IngressClient client, string id, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(10);
+        while (true)
+        {
+            var details = await client.GetAsync(id, ct);
+            if (details.Status.IsTerminal || DateTime.UtcNow > deadline)
+            {
+                return details;
+            }
+            await Task.Delay(20, ct);
+        }
+    }
+
+    private static async Task<string?> CompareAsync(IngressClient client, string id, Dictionary<string, long> reference, CancellationToken ct)
+    {
+        using var output = new MemoryStream();
+        await client.CopyOutputAsync(id, output, ct);
+        output.Position = 0;
+        using var reader = new StreamReader(output);
+        var seen = 0;
+        while (await reader.ReadLineAsync(ct) is { } line)
+        {
+            var tab = line.IndexOf('\t');
+            var word = line[..tab];
+            var count = long.Parse(line.AsSpan(tab + 1), CultureInfo.InvariantCulture);
+            if (!reference.TryGetValue(word, out var expected) || expected != count)
+            {
+                return $"'{word}': cluster {count}, baseline {expected}";
+            }
+            seen++;
+        }
+        return seen == reference.Count ? null : $"cluster has {seen} words, baseline {reference.Count}";
+    }
+
+    private static double Median(List<double> sorted) => Percentile(sorted, 0.5);
+
+    private static double Percentile(List<double> sorted, double p) =>
+        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
+}
