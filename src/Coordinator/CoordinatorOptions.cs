@@ -10,9 +10,17 @@ public sealed class CoordinatorOptions
     [Required]
     public string CandidateId { get; set; } = $"{Environment.MachineName}-{Environment.ProcessId}";
 
-    /// <summary>How often the leader looks for new and cancelled jobs. Default 250 ms.</summary>
+    /// <summary>
+    /// How often the leader rescans the active jobs as a safety net. New jobs and cancel requests reach it
+    /// at once through a watch on the active-job index; the rescan catches anything a watch could miss.
+    /// Default 5 s.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often the leader looks for dead-lettered tasks. Default 1 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
-    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(250);
+    public TimeSpan DeadLetterInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Events taken from the queue at once. Default 64.</summary>
     [Range(1, 1024)]

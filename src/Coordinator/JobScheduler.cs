@@ -28,6 +28,8 @@ public sealed class JobScheduler(
     private readonly CoordinatorOptions options = options.Value;
     private DateTimeOffset nextCount;
     private bool firstSession = true;
+    private int scanRequested;
+    private CancellationTokenSource? wakeUp;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -79,19 +81,96 @@ public sealed class JobScheduler(
     private async Task RunSessionAsync(LeaderSession session, CancellationToken cancellationToken)
     {
         nextCount = DateTimeOffset.MinValue;
-        await ScanJobsAsync(session, cancellationToken);
-        Log.Reconciled(logger, session.Active.Count);
-        var nextScan = time.GetUtcNow() + options.PollInterval;
-        while (true)
+        using var watching = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // The watch starts before the first scan, so a job created in between is seen by one or the other.
+        var watch = WatchActiveJobsAsync(watching.Token);
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var wait = nextScan - time.GetUtcNow();
-            await handler.HandleBatchAsync(session, wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cancellationToken);
-            if (time.GetUtcNow() >= nextScan)
+            await ScanJobsAsync(session, cancellationToken);
+            Log.Reconciled(logger, session.Active.Count);
+            var nextScan = time.GetUtcNow() + options.PollInterval;
+            var nextDeadLetters = time.GetUtcNow() + options.DeadLetterInterval;
+            while (true)
             {
-                await ScanJobsAsync(session, cancellationToken);
-                await handler.DrainDeadLettersAsync(session, cancellationToken);
-                nextScan = time.GetUtcNow() + options.PollInterval;
+                cancellationToken.ThrowIfCancellationRequested();
+                using (var wake = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+                {
+                    Volatile.Write(ref wakeUp, wake);
+                    if (Volatile.Read(ref scanRequested) == 1)
+                    {
+                        await wake.CancelAsync();
+                    }
+                    var due = nextScan < nextDeadLetters ? nextScan : nextDeadLetters;
+                    var wait = due - time.GetUtcNow();
+                    await handler.HandleBatchAsync(session, wait > TimeSpan.Zero ? wait : TimeSpan.Zero, wake.Token, cancellationToken);
+                    Volatile.Write(ref wakeUp, null);
+                }
+                var now = time.GetUtcNow();
+                if (Interlocked.Exchange(ref scanRequested, 0) == 1 || now >= nextScan)
+                {
+                    await ScanJobsAsync(session, cancellationToken);
+                    if (now >= nextScan)
+                    {
+                        nextScan = now + options.PollInterval;
+                    }
+                }
+                if (now >= nextDeadLetters)
+                {
+                    await handler.DrainDeadLettersAsync(session, cancellationToken);
+                    nextDeadLetters = now + options.DeadLetterInterval;
+                }
+            }
+        }
+        finally
+        {
+            await watching.CancelAsync();
+            await watch;
+        }
+    }
+
+    /// <summary>
+    /// Watches the active-job index: a put is a new job or a cancel request (the ingress touches the
+    /// marker), so the leader scans at once instead of on a timer. Deletes are jobs this leader ended.
+    /// </summary>
+    private async Task WatchActiveJobsAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await foreach (var change in jobs.Store.WatchAsync(JobStore.ActivePrefix, cancellationToken))
+                {
+                    if (change.Value is null)
+                    {
+                        continue;
+                    }
+                    Volatile.Write(ref scanRequested, 1);
+                    try
+                    {
+                        Volatile.Read(ref wakeUp)?.Cancel();
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // The loop moved on between the read and the cancel; it sees the request on its next turn.
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // The periodic rescan covers the gap; the watch starts again shortly.
+                Log.WatchFailed(logger, e.Message);
+                try
+                {
+                    await Task.Delay(options.RetryDelay, time, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
             }
         }
     }

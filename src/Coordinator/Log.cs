@@ -45,4 +45,7 @@ internal static partial class Log
 
     [LoggerMessage(2018, LogLevel.Information, "Reconciled {Jobs} active jobs after gaining leadership")]
     public static partial void Reconciled(ILogger logger, int jobs);
+
+    [LoggerMessage(2030, LogLevel.Warning, "The watch on active jobs failed; relying on the periodic rescan until it is back: {Error}")]
+    public static partial void WatchFailed(ILogger logger, string error);
 }

@@ -23,6 +23,7 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
     private readonly Lock gate = new();
     private readonly SortedDictionary<string, KvEntry> entries = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> leaseExpiry = new(StringComparer.Ordinal);
+    private readonly List<(string Prefix, System.Threading.Channels.Channel<KvChange> Changes)> watchers = [];
     private readonly TimeProvider time;
     private readonly string? logPath;
     private FileStream? log;
@@ -115,6 +116,7 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
             {
                 leaseExpiry.Remove(write.Key);
                 Apply(write.Key, write.Value, revision);
+                Notify(write.Key, write.Value, revision);
             }
         }
         Changed?.Invoke();
@@ -131,10 +133,35 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
             revision++;
             IsLive(key);
             Apply(key, value, revision);
+            Notify(key, value, revision);
             leaseExpiry[key] = ttl == Timeout.InfiniteTimeSpan ? long.MaxValue : time.GetTimestamp() + (long)(ttl.TotalSeconds * time.TimestampFrequency);
         }
         Changed?.Invoke();
         return Task.CompletedTask;
+    }
+
+    public async IAsyncEnumerable<KvChange> WatchAsync(string prefix, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var changes = System.Threading.Channels.Channel.CreateUnbounded<KvChange>(new() { SingleReader = true });
+        var watcher = (prefix, changes);
+        lock (gate)
+        {
+            watchers.Add(watcher);
+        }
+        try
+        {
+            await foreach (var change in changes.Reader.ReadAllAsync(cancellationToken))
+            {
+                yield return change;
+            }
+        }
+        finally
+        {
+            lock (gate)
+            {
+                watchers.Remove(watcher);
+            }
+        }
     }
 
     public void Dispose()
@@ -143,6 +170,18 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
         {
             log?.Dispose();
             log = null;
+        }
+    }
+
+    /// <summary>Hands a change to every watcher of a prefix holding the key (under the lock, so in revision order).</summary>
+    private void Notify(string key, byte[]? value, long atRevision)
+    {
+        foreach (var (prefix, changes) in watchers)
+        {
+            if (key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                changes.Writer.TryWrite(new KvChange(key, value, atRevision));
+            }
         }
     }
 

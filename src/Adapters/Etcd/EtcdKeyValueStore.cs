@@ -71,6 +71,16 @@ public sealed class EtcdKeyValueStore(EtcdConnection etcd) : IKeyValueStore
         await etcd.TxnAsync(txn, cancellationToken);
     }
 
+    public async IAsyncEnumerable<KvChange> WatchAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        // "From now" is the store's current revision, fixed before the watch starts, so a resumed stream has no gap.
+        var now = await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(prefix), Limit = 1, KeysOnly = true }, cancellationToken);
+        await foreach (var change in WatchAsync(prefix, now.Header.Revision + 1, cancellationToken))
+        {
+            yield return change;
+        }
+    }
+
     /// <summary>
     /// Every change under <paramref name="prefix"/> from <paramref name="fromRevision"/> on, in revision
     /// order; survives broken streams and member failures without losing or repeating a change.
@@ -87,6 +97,3 @@ public sealed class EtcdKeyValueStore(EtcdConnection etcd) : IKeyValueStore
     internal static KvEntry ToEntry(Mvccpb.KeyValue kv) =>
         new(kv.Key.ToStringUtf8(), kv.Value.ToByteArray(), kv.CreateRevision, kv.ModRevision);
 }
-
-/// <summary>One change seen by a watch: a put (<see cref="Value"/> set) or a delete.</summary>
-public sealed record KvChange(string Key, byte[]? Value, long Revision);

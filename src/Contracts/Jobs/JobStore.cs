@@ -58,6 +58,14 @@ public sealed class JobStore(IKeyValueStore kv)
         {
             return false;
         }
+        // Touching the job's active marker (while it has one) wakes the leader's watch on the active prefix.
+        while (await kv.GetAsync(ActiveKey(jobId), cancellationToken) is { } active)
+        {
+            if (await kv.TransactAsync([KvCompare.Unchanged(active)], [new KvWrite(CancelKey(jobId), [1]), new KvWrite(ActiveKey(jobId), active.Value)], cancellationToken))
+            {
+                return true;
+            }
+        }
         await kv.TransactAsync([KvCompare.Absent(CancelKey(jobId))], [new KvWrite(CancelKey(jobId), [1])], cancellationToken);
         return true;
     }

@@ -22,7 +22,17 @@ public interface IKeyValueStore
     /// (a heartbeat), the key disappears, as it does when its writer dies.
     /// </summary>
     Task PutLeasedAsync(string key, byte[] value, TimeSpan ttl, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Every change under <paramref name="prefix"/> from now on, in revision order, until cancelled. A
+    /// broken connection is resumed from the last change seen, so none is lost; callers still resync
+    /// now and then, as a watch is a hint to look, not the state itself.
+    /// </summary>
+    IAsyncEnumerable<KvChange> WatchAsync(string prefix, CancellationToken cancellationToken);
 }
+
+/// <summary>One change seen by a watch: a put (<see cref="Value"/> set) or a delete.</summary>
+public sealed record KvChange(string Key, byte[]? Value, long Revision);
 
 /// <summary>A stored value with etcd-style revisions.</summary>
 public sealed record KvEntry(string Key, byte[] Value, long CreateRevision, long ModRevision);

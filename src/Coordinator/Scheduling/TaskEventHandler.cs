@@ -24,9 +24,24 @@ public sealed class TaskEventHandler(
     private readonly CoordinatorOptions options = options.Value;
 
     /// <summary>Applies one batch of task events, waiting up to <paramref name="wait"/> for the first; returns how many there were.</summary>
-    public async Task<int> HandleBatchAsync(LeaderSession session, TimeSpan wait, CancellationToken cancellationToken)
+    public Task<int> HandleBatchAsync(LeaderSession session, TimeSpan wait, CancellationToken cancellationToken) =>
+        HandleBatchAsync(session, wait, cancellationToken, cancellationToken);
+
+    /// <summary>
+    /// As above, but <paramref name="wakeUp"/> ends the wait early (the leader's watch saw a new job);
+    /// events already received are always applied in full, never cut off half-way.
+    /// </summary>
+    public async Task<int> HandleBatchAsync(LeaderSession session, TimeSpan wait, CancellationToken wakeUp, CancellationToken cancellationToken)
     {
-        var batch = await events.ReceiveAsync(options.EventBatchSize, wait, cancellationToken);
+        IReadOnlyList<ILeasedMessage> batch;
+        try
+        {
+            batch = await events.ReceiveAsync(options.EventBatchSize, wait, wakeUp);
+        }
+        catch (OperationCanceledException) when (wakeUp.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return 0;
+        }
         foreach (var message in batch)
         {
             try
