@@ -18,6 +18,7 @@ public static class CoordinatorHostingExtensions
         builder.Services.AddSingleton<JobFinisher>();
         builder.Services.AddSingleton<JobPlanner>();
         builder.Services.AddSingleton<TaskEventHandler>();
+        builder.Services.AddSingleton<BackupTasks>();
         builder.Services.AddHostedService<JobScheduler>();
         return builder;
     }

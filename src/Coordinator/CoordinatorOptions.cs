@@ -22,6 +22,17 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
     public TimeSpan DeadLetterInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Launch backup attempts for stragglers at all (jobs can still opt out with <c>speculative: false</c>). Default on.</summary>
+    public bool BackupTasks { get; set; } = true;
+
+    /// <summary>A running attempt is a straggler past this many times its phase's median task time. Default 2.</summary>
+    [Range(1.1, 100)]
+    public double BackupRatio { get; set; } = 2;
+
+    /// <summary>...and past this run time, so short tasks never get backups. Default 30 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
+    public TimeSpan BackupFloor { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Events taken from the queue at once. Default 64.</summary>
     [Range(1, 1024)]
     public int EventBatchSize { get; set; } = 64;

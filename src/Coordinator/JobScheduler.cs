@@ -20,6 +20,7 @@ public sealed class JobScheduler(
     TaskDispatcher dispatcher,
     TaskEventHandler handler,
     JobFinisher finisher,
+    BackupTasks backups,
     IOptions<CoordinatorOptions> options,
     CoordinatorMetrics metrics,
     TimeProvider time,
@@ -117,6 +118,7 @@ public sealed class JobScheduler(
                 if (now >= nextDeadLetters)
                 {
                     await handler.DrainDeadLettersAsync(session, cancellationToken);
+                    await backups.LaunchAsync(session, cancellationToken);
                     nextDeadLetters = now + options.DeadLetterInterval;
                 }
             }

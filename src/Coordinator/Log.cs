@@ -46,6 +46,9 @@ internal static partial class Log
     [LoggerMessage(2018, LogLevel.Information, "Reconciled {Jobs} active jobs after gaining leadership")]
     public static partial void Reconciled(ILogger logger, int jobs);
 
+    [LoggerMessage(2031, LogLevel.Information, "Job {JobId}: task {TaskId} is a straggler; a backup attempt was sent")]
+    public static partial void BackupLaunched(ILogger logger, string jobId, string taskId);
+
     [LoggerMessage(2030, LogLevel.Warning, "The watch on active jobs failed; relying on the periodic rescan until it is back: {Error}")]
     public static partial void WatchFailed(ILogger logger, string error);
 }

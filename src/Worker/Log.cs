@@ -48,4 +48,7 @@ internal static partial class Log
 
     [LoggerMessage(1014, LogLevel.Warning, "Worker heartbeat failed, trying again: {Error}")]
     public static partial void HeartbeatFailed(ILogger logger, string error);
+
+    [LoggerMessage(1015, LogLevel.Information, "Task {JobId}/{TaskId} attempt {AttemptId} stopped: another attempt of the task committed first")]
+    public static partial void TaskSuperseded(ILogger logger, string jobId, string taskId, string attemptId);
 }

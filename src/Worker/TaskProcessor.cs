@@ -161,6 +161,12 @@ public sealed class TaskProcessor(
             await message.CompleteAsync(CancellationToken.None);
             return;
         }
+        if (task.Backup && await jobs.GetTaskAsync(task.JobId, task.Phase, task.Index, CancellationToken.None) is { State: TaskState.Done })
+        {
+            // The straggler finished first after all: the backup has nothing to do.
+            await message.CompleteAsync(CancellationToken.None);
+            return;
+        }
 
         var attemptId = Guid.NewGuid().ToString("N")[..12];
         running[attemptId] = $"{task.JobId}/{taskId}";
@@ -212,6 +218,13 @@ public sealed class TaskProcessor(
             if (watch.JobCancelled)
             {
                 Log.TaskCancelled(logger, task.JobId, taskId, attemptId);
+                await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
+                return;
+            }
+            if (watch.Superseded)
+            {
+                // Another attempt of this task (a backup, or the straggler it backed up) committed first.
+                Log.TaskSuperseded(logger, task.JobId, taskId, attemptId);
                 await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
                 return;
             }
@@ -278,6 +291,11 @@ public sealed class TaskProcessor(
                             watch.JobCancelled = true;
                             await attempt.CancelAsync();
                         }
+                        else if (await jobs.GetTaskAsync(task.JobId, task.Phase, task.Index, attempt.Token) is { State: TaskState.Done } record && record.WinningAttempt != attemptId)
+                        {
+                            watch.Superseded = true;
+                            await attempt.CancelAsync();
+                        }
                     }
                 }
                 catch (BrokerUnavailableException e)
@@ -314,6 +332,7 @@ public sealed class TaskProcessor(
             Error = error is { Length: > 4000 } ? error[..4000] : error,
             Counters = counters,
             Status = status is { Length: > 500 } ? status[..500] : status,
+            Backup = task.Backup,
         };
         await events.SendAsync(JsonSerializer.SerializeToUtf8Bytes(report, QueueJsonContext.Default.TaskEvent), CancellationToken.None);
     }
@@ -335,6 +354,7 @@ public sealed class TaskProcessor(
     {
         public volatile bool LeaseLost;
         public volatile bool JobCancelled;
+        public volatile bool Superseded;
         public volatile string? Status;
     }
 }

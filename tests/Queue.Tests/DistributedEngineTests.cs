@@ -66,6 +66,8 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
             ["Queue__Worker__TempPath"] = Path.Combine(Folder, "tmp"),
             ["Queue__Worker__CancelCheckInterval"] = "00:00:00.500",
             ["Queue__Worker__HeartbeatInterval"] = "00:00:01",
+            ["Queue__Coordinator__BackupFloor"] = "00:00:03",
+            ["Queue__Coordinator__DeadLetterInterval"] = "00:00:00.250",
         };
         foreach (var (key, value) in extra)
         {
@@ -117,6 +119,22 @@ public sealed class ClusterFixture : ProcessClusterFixture
 public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixture<ClusterFixture>
 {
     private static readonly Lazy<List<(string Name, string Text)>> Books = new(() => SequentialReference.ReadFolder(RepoPaths.Gutenberg).ToList());
+
+    [Fact]
+    public async Task AStragglerOnTheClusterGetsABackupThatWins()
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var id = await cluster.Client.SubmitAsync(new
+        {
+            app = "crash", input = "books", mapTasks = 8, reduceTasks = 3,
+            args = new Dictionary<string, string> { ["slowFile"] = "pg-sherlock_holmes.txt", ["slowSeconds"] = "120" },
+        });
+        var view = await cluster.Client.WaitAsync(id, TimeSpan.FromSeconds(90));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(45), $"The job took {watch.Elapsed}, waiting on its straggler (120 s).");
+        Assert.True(view.Status.BackupWins >= 1, $"Backups launched {view.Status.BackupAttempts}, won {view.Status.BackupWins}.");
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await cluster.Client.OutputAsync(id));
+    }
 
     [Fact]
     public async Task WorkersAreListedFromTheirHeartbeatsAndAKilledOneDropsOut()

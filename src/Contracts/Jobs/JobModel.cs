@@ -60,6 +60,8 @@ public sealed record JobSpec
     public bool MapOnly { get; init; }
     /// <summary>Run only the reduce phase, over the intermediates of this earlier map-only job.</summary>
     public string? MapJob { get; init; }
+    /// <summary>Launch backup attempts for stragglers (Hadoop's <c>mapreduce.{map,reduce}.speculative</c>). Default on.</summary>
+    public bool Speculative { get; init; } = true;
 }
 
 /// <summary>Task counts of one phase.</summary>
@@ -139,6 +141,9 @@ public sealed record JobStatus
     /// <summary>Attempts started, over all tasks.</summary>
     public int Attempts { get; init; }
     public int FailedAttempts { get; init; }
+    /// <summary>Backup attempts launched for stragglers, and how many of them committed first.</summary>
+    public int BackupAttempts { get; init; }
+    public int BackupWins { get; init; }
     public TaskCounters MapCounters { get; init; } = TaskCounters.Zero;
     public TaskCounters ReduceCounters { get; init; } = TaskCounters.Zero;
     public string? Error { get; init; }
@@ -188,6 +193,8 @@ public sealed record TaskRecord
     /// <summary>When the current attempt started and finished (the worker's clock).</summary>
     public DateTimeOffset? StartedAt { get; init; }
     public DateTimeOffset? FinishedAt { get; init; }
+    /// <summary>When the leader sent a backup attempt for this straggler (one per task at most).</summary>
+    public DateTimeOffset? BackupAt { get; init; }
     /// <summary>When the leader recorded the task's success (the leader's clock): with <see cref="QueuedAt"/>, the task's overhead.</summary>
     public DateTimeOffset? RecordedAt { get; init; }
 }

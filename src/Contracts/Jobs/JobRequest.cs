@@ -24,6 +24,8 @@ public sealed record JobRequest
     public string? Combiner { get; init; }
     /// <summary>Skip map records the app throws on (counted and listed) instead of failing the attempt.</summary>
     public bool? SkipBadRecords { get; init; }
+    /// <summary>Backup attempts for stragglers (default true), as Hadoop's <c>mapreduce.*.speculative</c>.</summary>
+    public bool? Speculative { get; init; }
     /// <summary><c>map</c>: run only the map phase and keep its intermediates; <c>reduce</c>: reduce the intermediates of <see cref="MapJob"/>.</summary>
     public string? Phase { get; init; }
     /// <summary>With <c>phase: reduce</c>, the id of the earlier map-only job.</summary>
@@ -68,6 +70,9 @@ public static class JobRequestValidator
     /// <summary>The app name of Hadoop-streaming jobs (user scripts instead of a built-in app).</summary>
     public const string StreamingApp = "streaming";
     public const long DefaultSplitSizeBytes = 64L * 1024 * 1024;
+
+    /// <summary>Arguments the worker adds for the app about its attempt (<c>attempt.backup</c>); users cannot set them.</summary>
+    public const string AttemptArgPrefix = "attempt.";
 
     private static readonly SearchValues<char> NameChars =
         SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-");
@@ -171,6 +176,10 @@ public static class JobRequestValidator
             {
                 return Bad("'args' keys must be 1..128 characters without control characters.");
             }
+            if (key.StartsWith(AttemptArgPrefix, StringComparison.Ordinal))
+            {
+                return Bad($"'args.{key}': keys starting with '{AttemptArgPrefix}' are reserved for what the worker tells an app about its attempt.");
+            }
             if (value is null)
             {
                 return Bad($"'args.{key}' must be a string, not null.");
@@ -198,6 +207,7 @@ public static class JobRequestValidator
             Reducer = string.IsNullOrEmpty(request.Reducer) ? null : request.Reducer,
             Combiner = request.Combiner,
             SkipBadRecords = request.SkipBadRecords ?? false,
+            Speculative = request.Speculative ?? true,
             MapOnly = request.Phase == "map",
             MapJob = request.MapJob,
         };

@@ -106,6 +106,9 @@ public sealed class JobStore(IKeyValueStore kv)
     public async Task<List<JobEntry>> ListEntriesAsync(CancellationToken cancellationToken) =>
         ToEntries(await kv.ListAsync(JobsPrefix, cancellationToken));
 
+    public async Task<TaskRecord?> GetTaskAsync(string jobId, TaskPhase phase, int index, CancellationToken cancellationToken) =>
+        await kv.GetAsync(TaskKey(jobId, phase, index), cancellationToken) is { } entry ? Deserialize(entry.Value, QueueJsonContext.Default.TaskRecord) : null;
+
     public async Task<List<TaskRecord>> GetTasksAsync(string jobId, CancellationToken cancellationToken)
     {
         var entries = await kv.ListAsync($"{TasksPrefix}{jobId}/", cancellationToken);

@@ -28,6 +28,8 @@ public sealed record TaskMessage
     public string? Reducer { get; init; }
     public string? Combiner { get; init; }
     public bool SkipBadRecords { get; init; }
+    /// <summary>A backup attempt for a straggler: the first of the two attempts to commit wins.</summary>
+    public bool Backup { get; init; }
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<TaskEventKind>))]
@@ -56,6 +58,8 @@ public sealed record TaskEvent
     public TaskCounters? Counters { get; init; }
     /// <summary>The last <c>reporter:status:</c> line of a streaming script.</summary>
     public string? Status { get; init; }
+    /// <summary>The attempt ran a backup message.</summary>
+    public bool Backup { get; init; }
 }
 
 /// <summary>The winning attempt of every map task, by map index; written before reduce tasks are sent.</summary>

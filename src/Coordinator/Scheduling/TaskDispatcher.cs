@@ -28,29 +28,9 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
             {
                 continue;
             }
-            var message = new TaskMessage
-            {
-                JobId = spec.Id,
-                Phase = phase,
-                Index = i,
-                Epoch = session.Lead.Epoch,
-                App = spec.App,
-                Args = spec.Args,
-                MapTasks = run.Maps.Length,
-                ReduceTasks = spec.ReduceTasks,
-                MaxAttempts = spec.MaxAttempts,
-                TaskTimeout = spec.TaskTimeout,
-                InputContainer = spec.InputContainer,
-                Split = records[i].Split,
-                FileName = records[i].Split?.Blob,
-                Mapper = spec.Mapper,
-                Reducer = spec.Reducer,
-                Combiner = spec.Combiner,
-                SkipBadRecords = spec.SkipBadRecords,
-                IntermediatesOf = spec.MapJob ?? spec.Id,
-            };
+            var message = Message(session, run, phase, i, backup: false);
             var at = time.GetUtcNow();
-            await tasks.SendAsync(JsonSerializer.SerializeToUtf8Bytes(message, QueueJsonContext.Default.TaskMessage), cancellationToken);
+            await tasks.SendAsync(message, cancellationToken);
             sent.Add((i, at));
         }
         if (sent.Count == 0)
@@ -69,5 +49,45 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
         await session.CommitAsync(writes, cancellationToken);
         run.SetTasks(phase, updated);
         run.Status = status;
+    }
+
+    /// <summary>Sends a second attempt of a running task (a straggler) and records it on the task and the job.</summary>
+    public async Task SendBackupAsync(LeaderSession session, JobRun run, TaskPhase phase, int index, CancellationToken cancellationToken)
+    {
+        await tasks.SendAsync(Message(session, run, phase, index, backup: true), cancellationToken);
+        var records = (TaskRecord[])run.Tasks(phase).Clone();
+        records[index] = records[index] with { BackupAt = time.GetUtcNow() };
+        var status = run.Status with { BackupAttempts = run.Status.BackupAttempts + 1 };
+        await session.CommitAsync([LeaderSession.TaskWrite(run.Spec.Id, records[index]), session.StatusWrite(status)], cancellationToken);
+        run.SetTasks(phase, records);
+        run.Status = status;
+    }
+
+    private static byte[] Message(LeaderSession session, JobRun run, TaskPhase phase, int index, bool backup)
+    {
+        var spec = run.Spec;
+        var record = run.Tasks(phase)[index];
+        return JsonSerializer.SerializeToUtf8Bytes(new TaskMessage
+        {
+            JobId = spec.Id,
+            Phase = phase,
+            Index = index,
+            Epoch = session.Lead.Epoch,
+            App = spec.App,
+            Args = spec.Args,
+            MapTasks = run.Maps.Length,
+            ReduceTasks = spec.ReduceTasks,
+            MaxAttempts = spec.MaxAttempts,
+            TaskTimeout = spec.TaskTimeout,
+            InputContainer = spec.InputContainer,
+            Split = record.Split,
+            FileName = record.Split?.Blob,
+            Mapper = spec.Mapper,
+            Reducer = spec.Reducer,
+            Combiner = spec.Combiner,
+            SkipBadRecords = spec.SkipBadRecords,
+            IntermediatesOf = spec.MapJob ?? spec.Id,
+            Backup = backup,
+        }, QueueJsonContext.Default.TaskMessage);
     }
 }

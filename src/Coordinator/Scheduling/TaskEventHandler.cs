@@ -152,6 +152,10 @@ public sealed class TaskEventHandler(
                 status = report.Phase == TaskPhase.Map
                     ? status with { MapCounters = status.MapCounters.Add(counters) }
                     : status with { ReduceCounters = status.ReduceCounters.Add(counters) };
+                if (report.Backup)
+                {
+                    status = status with { BackupWins = status.BackupWins + 1 };
+                }
                 break;
             case TaskEventKind.Failed:
                 // Only the latest attempt's failure puts the task back to waiting; the queue redelivers it.

@@ -10,7 +10,7 @@ public sealed class BuiltInAppCatalog : IAppCatalog
         ["wordcount"] = ([], static _ => new WordCountApp()),
         ["indexer"] = ([], static _ => new IndexerApp()),
         ["grep"] = (["pattern"], static args => new GrepApp(args)),
-        ["crash"] = (["failRate", "stallRate", "stallSeconds", "poisonFile", "badRecord"], static args => new CrashApp(args)),
+        ["crash"] = (["failRate", "stallRate", "stallSeconds", "poisonFile", "badRecord", "slowFile", "slowSeconds"], static args => new CrashApp(args)),
     };
 
     public IReadOnlyCollection<string> Names => Apps.Keys;
@@ -26,7 +26,7 @@ public sealed class BuiltInAppCatalog : IAppCatalog
         }
         foreach (var key in args.Keys)
         {
-            if (Array.IndexOf(app.Args, key) < 0)
+            if (Array.IndexOf(app.Args, key) < 0 && !key.StartsWith(Queue.Contracts.Jobs.JobRequestValidator.AttemptArgPrefix, StringComparison.Ordinal))
             {
                 // A misspelt argument would otherwise be ignored silently.
                 throw new ArgumentException(app.Args.Length == 0

@@ -9,6 +9,9 @@ namespace Queue.Worker.Apps;
 /// <c>args.stallSeconds</c> with probability <c>args.stallRate</c>, at its first Map or Reduce call.
 /// <c>args.poisonFile</c> makes every map of that document throw, so its task can never succeed;
 /// <c>args.badRecord</c> makes a map throw on any input holding that text (for bad-record skipping).
+/// <c>args.slowFile</c> makes the first attempt of that document's map slow but alive for
+/// <c>args.slowSeconds</c> (a straggler on a bad machine: its lease is renewed, it would finish);
+/// backup attempts run at full speed.
 /// </summary>
 public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapReduceApp
 {
@@ -18,8 +21,12 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
     private readonly TimeSpan stall = TimeSpan.FromSeconds(Read(args, "stallSeconds"));
     private readonly string? poisonFile = args.GetValueOrDefault("poisonFile");
     private readonly string? badRecord = args.GetValueOrDefault("badRecord");
+    private readonly string? slowFile = args.GetValueOrDefault("slowFile");
+    private readonly TimeSpan slow = TimeSpan.FromSeconds(Read(args, "slowSeconds"));
+    private readonly bool backup = args.GetValueOrDefault("attempt.backup") == "true";
     private readonly double roll = Random.Shared.NextDouble();
     private bool rolled;
+    private bool slept;
 
     public bool HasCombiner => true;
 
@@ -30,6 +37,11 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
             throw new InvalidOperationException($"crash app: '{input.FileName}' is poison.");
         }
         Misbehave("map");
+        if (input.FileName == slowFile && !backup && !slept)
+        {
+            slept = true;
+            Thread.Sleep(slow);
+        }
         inner.Map(input, emit);
         // Throw after emitting, so output of a bad record must be held back, not merely not produced.
         if (badRecord is not null && input.Text.Contains(badRecord, StringComparison.Ordinal))

@@ -32,7 +32,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
         {
             return await MapWithScriptAsync(task, split, attemptId, cancellationToken);
         }
-        var app = apps.Create(task.App, task.Args);
+        var app = apps.Create(task.App, AppArgs(task));
         long firstLine = 0;
         if (app.NeedsLineNumbers)
         {
@@ -216,7 +216,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
     public async Task<TaskCounters> ReduceAsync(TaskMessage task, CancellationToken cancellationToken)
     {
         var streaming = task.App == JobRequestValidator.StreamingApp;
-        var app = streaming ? StreamingApp.Instance : apps.Create(task.App, task.Args);
+        var app = streaming ? StreamingApp.Instance : apps.Create(task.App, AppArgs(task));
         var source = task.IntermediatesOf ?? task.JobId;
         var manifestBytes = await blobs.ReadAllBytesAsync(storage.IntermediateContainer, TaskNames.MapManifest(source), cancellationToken);
         var manifest = JsonSerializer.Deserialize(manifestBytes, QueueJsonContext.Default.MapManifest)
@@ -383,4 +383,9 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
         }
         return lines + 2;
     }
+
+    /// <summary>The job's arguments, plus what the app may know of its attempt (<c>attempt.backup</c>).</summary>
+    private static Dictionary<string, string> AppArgs(TaskMessage task) =>
+        task.Backup ? new Dictionary<string, string>(task.Args, StringComparer.Ordinal) { [JobRequestValidator.AttemptArgPrefix + "backup"] = "true" } : task.Args;
+
 }
