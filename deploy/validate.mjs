@@ -112,7 +112,9 @@ function validateRender(args) {
     errors.forEach(e => console.error(`FAIL ${e}`));
     return 1;
   }
-  const scaling = keda.map(s => `worker scales ${s.min}..${s.max} on ${s.type} ${s.queue}, ${s.target} tasks per replica`).join('; ');
+  const scaling = keda.map(s => s.type === 'metrics-api'
+    ? `worker scales ${s.min}..${s.max} on metrics-api GET /scale (desiredWorkers)`
+    : `worker scales ${s.min}..${s.max} on ${s.type} ${s.queue}, ${s.target} tasks per replica`).join('; ');
   console.log(`ok   ${label}: ${objects.length} objects (${schemaValidated} schema-validated, ${keda.length ? keda.length + ' ScaledObject' : 'no ScaledObject'}), `
     + `queue=${workQueue} blobs=${env.Queue__Adapters__BlobStore ?? 'filesystem'} coordination=${env.Queue__Adapters__Coordination ?? 'embedded'}`
     + (scaling ? `; ${scaling}` : ''));
@@ -296,6 +298,10 @@ function validateRender(args) {
         keys: ['host', 'hostFromEnv', 'usernameFromEnv', 'passwordFromEnv', 'protocol', 'mode', 'value', 'activationValue', 'queueName', 'vhostName', 'useRegex', 'pageSize', 'operation', 'timeout', 'excludeUnacknowledged', 'unsafeSsl'],
         target: 'value', activation: 'activationValue', adapter: 'rabbitmq', queue: 'queueName',
       },
+      'metrics-api': {
+        keys: ['url', 'format', 'valueLocation', 'targetValue', 'activationTargetValue', 'unsafeSsl', 'authMode', 'method', 'aggregateFromKubeServiceEndpoints', 'aggregationType'],
+        target: 'targetValue', activation: 'activationTargetValue', adapter: null, queue: null,
+      },
       'azure-servicebus': {
         keys: ['queueName', 'topicName', 'subscriptionName', 'namespace', 'connectionFromEnv', 'messageCount', 'activationMessageCount', 'cloud', 'endpointSuffix', 'useRegex', 'entityNameRegex', 'operation'],
         target: 'messageCount', activation: 'activationMessageCount', adapter: 'servicebus', queue: 'queueName',
@@ -346,13 +352,26 @@ function validateRender(args) {
         // The per-replica target is the worker's concurrency; one waiting task must wake workers.
         const target = t.metadata[scaler.target];
         if (target == null) fail(at, `metadata.${scaler.target} (per-replica target) missing`);
-        else if (Number(target) !== slots) fail(at, `metadata.${scaler.target} is ${target}, but Queue__Worker__Slots is ${slots}: the per-replica target must be the worker's slots`);
+        else if (t.type === 'metrics-api') {
+          // GET /scale already divides by the slots: its desiredWorkers is a worker count.
+          if (Number(target) !== 1) fail(at, `metadata.targetValue is ${target}: desiredWorkers is already a worker count, so the target is "1"`);
+        } else if (Number(target) !== slots) fail(at, `metadata.${scaler.target} is ${target}, but Queue__Worker__Slots is ${slots}: the per-replica target must be the worker's slots`);
         const activation = t.metadata[scaler.activation];
         if (activation != null && Number(activation) !== 0) {
           fail(at, `metadata.${scaler.activation} is ${activation}: KEDA activates only when the count is greater than it, so a job of ${activation} task(s) would never wake the workers from zero; use "0"`);
         }
         const queueName = t.metadata[scaler.queue];
-        if (adapterCheck && scaler.adapter !== workQueue) fail(at, `a ${t.type} trigger, but Queue__Adapters__WorkQueue is ${workQueue}`);
+        if (adapterCheck && scaler.adapter && scaler.adapter !== workQueue) fail(at, `a ${t.type} trigger, but Queue__Adapters__WorkQueue is ${workQueue}`);
+        if (t.type === 'metrics-api') {
+          const ingress = byKind('Service').find(s => s.metadata.name === 'queue-ingress');
+          const port = ingress?.spec?.ports?.[0]?.port;
+          const expected = `http://queue-ingress.${ingress?.metadata?.namespace ?? 'queue'}.svc.cluster.local${port && port !== 80 ? `:${port}` : ''}/scale`;
+          if (t.metadata.url !== expected) fail(at, `url ${t.metadata.url} is not the ingress Service's /scale (${expected})`);
+          if (t.metadata.valueLocation !== 'desiredWorkers') fail(at, `valueLocation must be desiredWorkers (GET /scale), is ${t.metadata.valueLocation}`);
+          if ((t.metadata.format ?? 'json') !== 'json') fail(at, 'format must be json');
+          const maxWorkers = env.Queue__Scale__MaxWorkers;
+          if (maxWorkers != null && Number(maxWorkers) !== spec.maxReplicaCount) fail(at, `maxReplicaCount ${spec.maxReplicaCount} is not Queue__Scale__MaxWorkers (${maxWorkers})`);
+        }
 
         if (t.type === 'rabbitmq') {
           if (t.metadata.mode !== 'QueueLength') fail(at, 'mode must be QueueLength');

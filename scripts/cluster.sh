@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The whole system as separate processes on 127.0.0.1: etcd, RabbitMQ (with its own epmd), three
 # coordinators, N workers and one ingress, sharing a filesystem blob store.
-#   scripts/cluster.sh up [workers] [rabbitmq|azure]
+#   scripts/cluster.sh up [workers] [rabbitmq|azure] [--autoscale MIN:MAX]
 #                                     start everything (default 2 workers, RabbitMQ + filesystem blobs;
-#                                     azure: Azurite's Queue + Blob instead); logs and PIDs in .cluster/
+#                                     azure: Azurite's Queue + Blob instead); logs and PIDs in .cluster/.
+#                                     --autoscale: no fixed workers; `queue autoscale` starts and stops
+#                                     them from GET /scale as KEDA and the HPA would (poll, stabilization
+#                                     window and cool-down in seconds from QUEUE_AUTOSCALE_POLL, _WINDOW,
+#                                     _COOLDOWN; defaults 1, 30, 30)
 #   scripts/cluster.sh status         what runs, who leads, queue and job counts
 #   scripts/cluster.sh down           stop exactly what `up` started (by recorded PID)
 # Ports: ingress 5000, coordinators 5101-5103, workers 5201.., etcd 23790/23800, RabbitMQ 25672,
 # Azurite blob 21000 / queue 21001. In azure mode put data in with `queue upload` (through the ingress).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root="$PWD/.cluster"
+root="${QUEUE_CLUSTER_DIR:-$PWD/.cluster}"
 pids="$root/pids"
 bin="$PWD/artifacts/bin"
 etcd_url="http://127.0.0.1:23790"
@@ -33,7 +37,19 @@ wait_http() { # url, seconds
 }
 
 up() {
-  local workers=${1:-2} mode=${2:-rabbitmq}
+  local workers=2 mode=rabbitmq autoscale=""
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --autoscale) autoscale=${2:?--autoscale needs MIN:MAX}; shift 2 ;;
+      rabbitmq|azure) mode=$1; shift ;;
+      *) workers=$1; shift ;;
+    esac
+  done
+  if [ -n "$autoscale" ]; then
+    [[ $autoscale =~ ^[0-9]+:[0-9]+$ ]] || { echo "--autoscale takes MIN:MAX, e.g. 0:4" >&2; exit 2; }
+    workers=0
+    export Queue__Scale__MinWorkers=${autoscale%%:*} Queue__Scale__MaxWorkers=${autoscale##*:}
+  fi
   if [ -s "$pids" ]; then echo "already up (scripts/cluster.sh down first)" >&2; exit 1; fi
   scripts/install-servers.sh
   dotnet build Queue.sln -c Release -nologo -v quiet -clp:ErrorsOnly
@@ -82,6 +98,13 @@ up() {
   done
   start ingress dotnet "$bin/Queue.Ingress/release/Queue.Ingress.dll" --urls http://127.0.0.1:5000
   wait_http http://127.0.0.1:5000/healthz 30
+  if [ -n "$autoscale" ]; then
+    start autoscaler dotnet "$bin/Queue.Cli/release/queue.dll" autoscale --url http://127.0.0.1:5000 \
+      --min "${autoscale%%:*}" --max "${autoscale##*:}" --worker "dotnet $bin/Queue.Worker/release/Queue.Worker.dll" \
+      --first-port 5201 --logs "$root/logs" --poll "${QUEUE_AUTOSCALE_POLL:-1}" \
+      --stabilization "${QUEUE_AUTOSCALE_WINDOW:-30}" --cooldown "${QUEUE_AUTOSCALE_COOLDOWN:-30}"
+    echo "autoscaling workers ${autoscale} (log: $root/logs/autoscaler.log)"
+  fi
   echo "up: ingress http://127.0.0.1:5000, data in $root/data (put input under $root/data/<container>/), logs in $root/logs"
 }
 
@@ -103,7 +126,9 @@ down() {
   # Reverse order: ingress and workers first (SIGTERM lets workers drain), servers last.
   tac "$pids" | while read -r name pid; do
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # The autoscaler drains its workers before it exits (their drain time is 25 s).
+    local waits=100; [ "$name" = autoscaler ] && waits=600
+    for _ in $(seq 1 "$waits"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     echo "stopped $name ($pid)"
   done

@@ -24,5 +24,6 @@ namespace Queue.Contracts;
 [JsonSerializable(typeof(BlobItem))]
 [JsonSerializable(typeof(List<QueueDepth>))]
 [JsonSerializable(typeof(WorkerHeartbeat))]
+[JsonSerializable(typeof(ScaleSignal))]
 [JsonSerializable(typeof(List<WorkerHeartbeat>))]
 public sealed partial class QueueJsonContext : JsonSerializerContext;

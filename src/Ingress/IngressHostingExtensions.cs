@@ -10,6 +10,7 @@ public static class IngressHostingExtensions
     public static WebApplicationBuilder AddIngress(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<IngressOptions>().BindConfiguration(IngressOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<ScaleOptions>().BindConfiguration(ScaleOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<ClientFaultHandler>();
         builder.Services.AddOpenApi();

@@ -13,5 +13,6 @@ app.MapQueueDefaultEndpoints();
 app.MapJobsApi();
 app.MapBlobsApi();
 app.MapDashboardApi();
+app.MapScaleApi();
 app.MapOpenApi();
 app.Run();

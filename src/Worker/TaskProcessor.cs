@@ -34,9 +34,19 @@ public sealed class TaskProcessor(
     private readonly CancellationTokenSource drain = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> running = new(StringComparer.Ordinal);
     private int busySlots;
+    private long tasksCompleted;
+    private long bytesProcessed;
 
     /// <summary>Slots running a task right now.</summary>
     public int BusySlots => Volatile.Read(ref busySlots);
+
+    /// <summary>Raised when a slot takes or finishes a task, so the heartbeat tells the autoscaler soon.</summary>
+    public event Action? BusyChanged;
+
+    /// <summary>Attempts this worker completed, and the bytes they read, since it started.</summary>
+    public long TasksCompleted => Interlocked.Read(ref tasksCompleted);
+
+    public long BytesProcessed => Interlocked.Read(ref bytesProcessed);
 
     /// <summary>The attempts running now, as <c>job/task</c>, for the heartbeat.</summary>
     public List<string> RunningTasks() => [.. running.Values];
@@ -88,6 +98,7 @@ public sealed class TaskProcessor(
                 foreach (var message in received)
                 {
                     Interlocked.Increment(ref busySlots);
+                    BusyChanged?.Invoke();
                     try
                     {
                         await ProcessAsync(message);
@@ -102,6 +113,7 @@ public sealed class TaskProcessor(
                     finally
                     {
                         Interlocked.Decrement(ref busySlots);
+                        BusyChanged?.Invoke();
                     }
                 }
             }
@@ -201,6 +213,8 @@ public sealed class TaskProcessor(
             await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
             Log.TaskSucceeded(logger, task.JobId, taskId, attemptId, time.GetElapsedTime(started).TotalMilliseconds);
             metrics.Succeeded(task.Phase, time.GetElapsedTime(started), counters);
+            Interlocked.Increment(ref tasksCompleted);
+            Interlocked.Add(ref bytesProcessed, counters.InputBytes);
             return;
         }
         catch (Exception e) when (e is not OperationCanceledException || attempt.IsCancellationRequested)

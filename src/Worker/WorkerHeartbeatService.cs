@@ -29,21 +29,61 @@ public sealed class WorkerHeartbeatService(
     {
         // A lease of three beats survives one late beat.
         var ttl = options.HeartbeatInterval * 3;
-        using var timer = new PeriodicTimer(options.HeartbeatInterval, time);
-        do
+        // A slot taking or finishing a task beats early (at most every quarter interval), so leases are seen soon.
+        var changed = System.Threading.Channels.Channel.CreateBounded<bool>(new System.Threading.Channels.BoundedChannelOptions(1)
         {
-            try
+            FullMode = System.Threading.Channels.BoundedChannelFullMode.DropWrite,
+        });
+        void OnBusyChanged() => changed.Writer.TryWrite(true);
+        processor.BusyChanged += OnBusyChanged;
+        try
+        {
+            var minGap = options.HeartbeatInterval / 4;
+            while (!stoppingToken.IsCancellationRequested)
             {
-                var beat = new WorkerHeartbeat(options.WorkerId, Environment.MachineName, Version, options.Slots, processor.BusySlots,
-                    processor.RunningTasks(), startedAt, time.GetUtcNow());
-                await jobs.HeartbeatAsync(beat, ttl, stoppingToken);
-            }
-            catch (BrokerUnavailableException e)
-            {
-                Log.HeartbeatFailed(logger, e.Message);
+                var beatAt = time.GetTimestamp();
+                try
+                {
+                    var beat = new WorkerHeartbeat(options.WorkerId, Environment.MachineName, Version, options.Slots, processor.BusySlots,
+                        processor.RunningTasks(), startedAt, time.GetUtcNow(), processor.TasksCompleted, processor.BytesProcessed);
+                    await jobs.HeartbeatAsync(beat, ttl, stoppingToken);
+                }
+                catch (BrokerUnavailableException e)
+                {
+                    Log.HeartbeatFailed(logger, e.Message);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                try
+                {
+                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    wait.CancelAfter(options.HeartbeatInterval);
+                    try
+                    {
+                        await changed.Reader.ReadAsync(wait.Token);
+                    }
+                    catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+                    {
+                        // The interval passed without a change: the regular beat.
+                    }
+                    var early = minGap - time.GetElapsedTime(beatAt);
+                    if (early > TimeSpan.Zero)
+                    {
+                        await Task.Delay(early, time, stoppingToken);
+                    }
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
             }
         }
-        while (await WaitAsync(timer, stoppingToken));
+        finally
+        {
+            processor.BusyChanged -= OnBusyChanged;
+        }
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -56,18 +96,6 @@ public sealed class WorkerHeartbeatService(
         catch (BrokerUnavailableException e)
         {
             Log.HeartbeatFailed(logger, e.Message); // the lease lapses on its own
-        }
-    }
-
-    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken stoppingToken)
-    {
-        try
-        {
-            return await timer.WaitForNextTickAsync(stoppingToken);
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
         }
     }
 }

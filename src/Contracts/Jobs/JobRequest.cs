@@ -275,4 +275,14 @@ public static class JobRequestValidator
 /// the key disappears when the worker stops or dies.
 /// </summary>
 public sealed record WorkerHeartbeat(
-    string Worker, string Host, string Version, int Slots, int Busy, IReadOnlyList<string> Running, DateTimeOffset StartedAt, DateTimeOffset LastSeen);
+    string Worker, string Host, string Version, int Slots, int Busy, IReadOnlyList<string> Running, DateTimeOffset StartedAt, DateTimeOffset LastSeen,
+    long TasksCompleted = 0, long BytesProcessed = 0);
+
+/// <summary>
+/// What an autoscaler needs (<c>GET /scale</c>): tasks waiting and leased, the workers alive and busy, and
+/// the worker count that serves them: ceil((queued + leased) / slots), never below the workers holding
+/// leases, within [min, max]. Cumulative completions and bytes let a dashboard plot rates.
+/// </summary>
+public sealed record ScaleSignal(
+    long QueuedTasks, long LeasedTasks, int Workers, int BusyWorkers, int SlotsPerWorker, int DesiredWorkers, int MinWorkers, int MaxWorkers,
+    long TasksCompleted, long BytesProcessed, DateTimeOffset At);

@@ -3,6 +3,64 @@
 
 let selected = null;
 
+// One sample per refresh from GET /scale; rates come from the workers' cumulative counters.
+const history = [];
+const windowMs = 5 * 60 * 1000;
+window.queueHistory = history;
+
+function record(scale) {
+  const now = Date.now();
+  const last = history[history.length - 1];
+  const seconds = last ? (now - last.t) / 1000 : 0;
+  // A worker that stops takes its counters with it: never plot a negative rate.
+  const rate = (value, previous) => (last && seconds > 0 ? Math.max(0, (value - previous) / seconds) : 0);
+  history.push({
+    t: now, queued: scale.queuedTasks, leased: scale.leasedTasks, workers: scale.workers, busy: scale.busyWorkers, desired: scale.desiredWorkers,
+    completed: scale.tasksCompleted, bytes: scale.bytesProcessed,
+    tasksPerSecond: rate(scale.tasksCompleted, last?.completed ?? 0), mbPerSecond: rate(scale.bytesProcessed, last?.bytes ?? 0) / 1e6,
+  });
+  while (history.length && history[0].t < now - windowMs) history.shift();
+  const load = document.getElementById("load");
+  load.dataset.samples = history.length;
+  load.dataset.maxWorkers = Math.max(...history.map((h) => h.workers));
+  load.dataset.maxQueued = Math.max(...history.map((h) => h.queued));
+  load.dataset.workers = scale.workers;
+}
+
+function plot(id, series) {
+  const canvas = document.getElementById(id);
+  const g = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, left = 34, bottom = 16, top = 6;
+  g.clearRect(0, 0, w, h);
+  const now = Date.now();
+  let max = 1;
+  for (const s of series) for (const p of history) max = Math.max(max, p[s.key]);
+  max = Math.ceil(max);
+  g.strokeStyle = "#ccc"; g.fillStyle = "#555"; g.font = "10px sans-serif";
+  g.beginPath(); g.moveTo(left, top); g.lineTo(left, h - bottom); g.lineTo(w, h - bottom); g.stroke();
+  g.fillText(String(max), 2, top + 8); g.fillText("0", 2, h - bottom);
+  // The axis spans what was seen (at least 30 s, at most the 5-minute window), so a short burst is readable.
+  const start = Math.max(now - windowMs, history.length ? history[0].t : now);
+  const span = Math.max(30 * 1000, now - start);
+  g.fillText(`-${Math.round(span / 1000)} s`, left, h - 3); g.fillText("now", w - 22, h - 3);
+  const x = (t) => left + ((t - (now - span)) / span) * (w - left);
+  const y = (v) => h - bottom - (v / max) * (h - bottom - top);
+  series.forEach((s, i) => {
+    g.strokeStyle = s.color; g.lineWidth = 1.5; g.beginPath();
+    history.forEach((p, j) => (j ? g.lineTo(x(p.t), y(p[s.key])) : g.moveTo(x(p.t), y(p[s.key]))));
+    g.stroke();
+    const current = history.length ? history[history.length - 1][s.key] : 0;
+    g.fillStyle = s.color; g.fillText(`${s.label} ${Number.isInteger(current) ? current : current.toFixed(1)}`, left + 6 + i * 90, top + 10);
+  });
+}
+
+function drawPlots() {
+  plot("plot-depth", [{ key: "queued", label: "queued", color: "#1f77b4" }, { key: "leased", label: "leased", color: "#ff7f0e" }]);
+  plot("plot-workers", [{ key: "workers", label: "workers", color: "#2ca02c" }, { key: "busy", label: "busy", color: "#d62728" }, { key: "desired", label: "desired", color: "#9467bd" }]);
+  plot("plot-tasks", [{ key: "tasksPerSecond", label: "tasks/s", color: "#1f77b4" }]);
+  plot("plot-bytes", [{ key: "mbPerSecond", label: "MB/s", color: "#8c564b" }]);
+}
+
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -31,7 +89,9 @@ async function getJson(path) {
 }
 
 async function refresh() {
-  const [jobs, queues, workers] = await Promise.all([getJson("/jobs"), getJson("/queues"), getJson("/workers")]);
+  const [jobs, queues, workers, scale] = await Promise.all([getJson("/jobs"), getJson("/queues"), getJson("/workers"), getJson("/scale")]);
+  record(scale);
+  drawPlots();
   fill("jobs", jobs.map((job) => {
     const s = job.status;
     const row = el("tr", { class: "job", "data-job": job.spec.id },
