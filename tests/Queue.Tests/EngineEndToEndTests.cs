@@ -54,6 +54,43 @@ public sealed class EngineEndToEndTests(EmbeddedEngineFixture engine) : IClassFi
     }
 
     [Fact]
+    public async Task ManySmallFilesArePackedIntoTheMapTasksAskedForAndKeepTheirNamesAndLineNumbers()
+    {
+        // The books as 240 small documents (30 pieces each, cut at line ends), as a user with many small files has them.
+        var folder = Path.Combine(engine.DataPath, "pieces");
+        if (!Directory.Exists(folder))
+        {
+            Directory.CreateDirectory(folder + ".tmp");
+            foreach (var (name, text) in Books.Value)
+            {
+                var lines = text.Split('\n');
+                var per = (lines.Length + 29) / 30;
+                for (var i = 0; i < 30; i++)
+                {
+                    var piece = string.Join('\n', lines.Skip(i * per).Take(per));
+                    File.WriteAllText(Path.Combine(folder + ".tmp", $"{Path.GetFileNameWithoutExtension(name)}-{i:D2}.txt"), piece + (i < 29 ? "\n" : ""));
+                }
+            }
+            Directory.Move(folder + ".tmp", folder);
+        }
+        var documents = SequentialReference.ReadFolder(folder).ToList();
+        Assert.Equal(240, documents.Count);
+
+        var indexer = await Client.SubmitAsync(new { app = "indexer", input = "pieces", mapTasks = 8, reduceTasks = 3 });
+        var view = await Client.WaitAsync(indexer, JobTimeout);
+        Assert.Equal(JobState.Succeeded, view.Status.State);
+        Assert.InRange(view.Status.Map.Total, 8, 10);
+        Assert.Equal(SequentialReference.Run(new IndexerApp(), documents), await Client.OutputAsync(indexer));
+
+        var args = new Dictionary<string, string> { ["pattern"] = "Holmes|Gregor|raft" };
+        var grep = await Client.SubmitAsync(new { app = "grep", input = "pieces", mapTasks = 4, reduceTasks = 2, args });
+        view = await Client.WaitAsync(grep, JobTimeout);
+        Assert.Equal(JobState.Succeeded, view.Status.State);
+        Assert.InRange(view.Status.Map.Total, 4, 6);
+        Assert.Equal(SequentialReference.Run(new GrepApp(args), documents), await Client.OutputAsync(grep));
+    }
+
+    [Fact]
     public async Task TasksThatThrowOrStallPastTheirTimeLimitStillYieldTheReference()
     {
         var args = new Dictionary<string, string> { ["failRate"] = "0.25", ["stallRate"] = "0.1", ["stallSeconds"] = "4" };

@@ -66,7 +66,7 @@ public sealed class SplitReaderTests
         var data = Encoding.UTF8.GetBytes(text.ToString());
         var splitCount = random.Next(1, 30);
         var blob = new BlobItem("c", "f", data.Length);
-        var splits = SplitPlanner.Plan([blob], splitCount, null);
+        var splits = SplitPlanner.Plan([blob], splitCount, null).SelectMany(t => t).ToList();
         var lines = ReadAllSplits(data, splits.Select(s => (s.Offset, s.Length)), chunkBytes: random.Next(16, 256));
         Assert.Equal(ExpectedLines(text.ToString()), lines);
     }
@@ -93,22 +93,31 @@ public sealed class SplitReaderTests
     }
 
     [Fact]
-    public void SmallFilesAreNeverMergedAndLargeOnesAreCut()
+    public void SmallFilesArePackedIntoTasksAndLargeOnesAreCutWithEveryByteCoveredOnce()
     {
-        var blobs = new[] { new BlobItem("c", "a", 10), new BlobItem("c", "b", 1000), new BlobItem("c", "empty", 0) };
-        var splits = SplitPlanner.Plan(blobs, 4, null);
-        Assert.Contains(splits, s => s.Blob == "a");
-        Assert.Contains(splits, s => s.Blob == "empty");
-        Assert.True(splits.Count(s => s.Blob == "b") >= 3);
-        foreach (var name in new[] { "a", "b", "empty" })
+        // 240 small files and two large ones, 8 map tasks asked for: about 8 tasks, not 240.
+        var blobs = Enumerable.Range(0, 240).Select(i => new BlobItem("c", $"small/{i:D3}", 1000 + i))
+            .Append(new BlobItem("c", "zz-large-1", 200_000)).Append(new BlobItem("c", "zz-large-2", 90_000)).Append(new BlobItem("c", "zz-empty", 0)).ToList();
+        var total = blobs.Sum(b => b.Length);
+        var tasks = SplitPlanner.Plan(blobs, 8, null);
+        Assert.InRange(tasks.Count, 8, 10);
+        var splitSize = (total + 7) / 8;
+        Assert.All(tasks, t => Assert.True(t.Sum(s => s.Length) <= splitSize, $"A task of {t.Sum(s => s.Length)} bytes is over the split size {splitSize}."));
+        var splits = tasks.SelectMany(t => t).ToList();
+        foreach (var blob in blobs)
         {
-            var parts = splits.Where(s => s.Blob == name).OrderBy(s => s.Offset).ToList();
+            var parts = splits.Where(s => s.Blob == blob.Name).OrderBy(s => s.Offset).ToList();
+            Assert.NotEmpty(parts);
             Assert.Equal(0, parts[0].Offset);
             for (var i = 1; i < parts.Count; i++)
             {
                 Assert.Equal(parts[i - 1].Offset + parts[i - 1].Length, parts[i].Offset);
             }
-            Assert.Equal(blobs.Single(b => b.Name == name).Length, parts[^1].Offset + parts[^1].Length);
+            Assert.Equal(blob.Length, parts[^1].Offset + parts[^1].Length);
         }
+        // A split size smaller than every file: one file per task, large ones cut.
+        var fine = SplitPlanner.Plan(blobs, null, 1024);
+        Assert.All(fine, t => Assert.True(t.Count == 1 || t.All(s => s.Length == 0) || t.Count(s => s.Length > 0) == 1));
+        Assert.True(fine.Count >= 240);
     }
 }

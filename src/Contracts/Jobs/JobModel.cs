@@ -186,7 +186,9 @@ public sealed record TaskRecord
     public string? DeadLetterReason { get; init; }
     public string? Worker { get; init; }
     public string? LastError { get; init; }
+    /// <summary>What a map task reads: one blob range, or several small blobs packed together (then <see cref="Split"/> is the first).</summary>
     public InputSplit? Split { get; init; }
+    public List<InputSplit>? Splits { get; init; }
     public TaskCounters? Counters { get; init; }
     /// <summary>When the leader last sent the task to the queue (the leader's clock).</summary>
     public DateTimeOffset? QueuedAt { get; init; }

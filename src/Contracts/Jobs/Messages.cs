@@ -19,6 +19,8 @@ public sealed record TaskMessage
     public required string InputContainer { get; init; }
     /// <summary>Map only: the split to read.</summary>
     public InputSplit? Split { get; init; }
+    /// <summary>Map only: several splits (small blobs packed into one task), read in turn; <see cref="Split"/> is the first.</summary>
+    public List<InputSplit>? Splits { get; init; }
     /// <summary>Map only: the document name the app sees (blob name relative to the input container).</summary>
     public string? FileName { get; init; }
     /// <summary>Reduce only: the job whose map outputs to read (itself, or the map-only job a reduce-only job continues).</summary>

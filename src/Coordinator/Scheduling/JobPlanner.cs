@@ -116,8 +116,11 @@ public sealed class JobPlanner(
         var maps = new TaskRecord[splits.Count];
         for (var i = 0; i < maps.Length; i++)
         {
-            maps[i] = new TaskRecord { Phase = TaskPhase.Map, Index = i, State = TaskState.Planned, Split = splits[i] };
-            inputBytes += splits[i].Length;
+            maps[i] = new TaskRecord { Phase = TaskPhase.Map, Index = i, State = TaskState.Planned, Split = splits[i][0], Splits = splits[i].Count > 1 ? splits[i] : null };
+            foreach (var piece in splits[i])
+            {
+                inputBytes += piece.Length;
+            }
         }
         var status = run.Status with
         {

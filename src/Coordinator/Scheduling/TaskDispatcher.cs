@@ -81,6 +81,7 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
             TaskTimeout = spec.TaskTimeout,
             InputContainer = spec.InputContainer,
             Split = record.Split,
+            Splits = record.Splits,
             FileName = record.Split?.Blob,
             Mapper = spec.Mapper,
             Reducer = spec.Reducer,

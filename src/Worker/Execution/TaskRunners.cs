@@ -24,49 +24,57 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
     // Flows with the attempt's async calls, so concurrent slots keep their own sink.
     private readonly AsyncLocal<Action<string>?> statusSink = new();
 
-    /// <summary>Reads the split, maps it, and writes one sorted intermediate blob per partition, scoped to this attempt.</summary>
+    /// <summary>
+    /// Reads the task's splits (one blob range, or several small blobs packed together) in turn, maps
+    /// them, and writes one sorted intermediate blob per partition, scoped to this attempt. Each piece
+    /// keeps its own document name and line numbers.
+    /// </summary>
     public async Task<TaskCounters> MapAsync(TaskMessage task, string attemptId, CancellationToken cancellationToken)
     {
-        var split = task.Split ?? throw new InvalidDataException("A map task needs a split.");
+        var splits = Pieces(task);
         if (task.App == JobRequestValidator.StreamingApp)
         {
-            return await MapWithScriptAsync(task, split, attemptId, cancellationToken);
+            return await MapWithScriptAsync(task, splits, attemptId, cancellationToken);
         }
         var app = apps.Create(task.App, AppArgs(task));
-        long firstLine = 0;
-        if (app.NeedsLineNumbers)
-        {
-            firstLine = await CountLinesBeforeAsync(task.InputContainer, split, cancellationToken);
-        }
-        var readFrom = Math.Max(0, split.Offset - 1);
-        var stream = await blobs.OpenReadAsync(task.InputContainer, split.Blob, readFrom, null, cancellationToken);
-        using var reader = new SplitReader(stream, split.Offset, split.Length);
         using var collector = new MapOutputCollector(task.ReduceTasks, app, options.SortBufferBytes, Path.Combine(options.TempPath, attemptId));
-        var fileName = task.FileName ?? split.Blob;
         var skipper = task.SkipBadRecords ? new BadRecordSkipper(app, collector) : null;
-        while (true)
+        long bytesRead = 0, lines = 0;
+        foreach (var split in splits)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var before = reader.Lines;
-            if (!reader.TryReadChunk(out var text))
+            long firstLine = 0;
+            if (app.NeedsLineNumbers)
             {
-                break;
+                firstLine = await CountLinesBeforeAsync(task.InputContainer, split, cancellationToken);
             }
-            var input = new MapInput(fileName, text.Span, firstLine == 0 ? 0 : firstLine + before);
-            if (skipper is null)
+            var stream = await blobs.OpenReadAsync(task.InputContainer, split.Blob, Math.Max(0, split.Offset - 1), null, cancellationToken);
+            using var reader = new SplitReader(stream, split.Offset, split.Length);
+            while (true)
             {
-                app.Map(input, collector);
+                cancellationToken.ThrowIfCancellationRequested();
+                var before = reader.Lines;
+                if (!reader.TryReadChunk(out var text))
+                {
+                    break;
+                }
+                var input = new MapInput(split.Blob, text.Span, firstLine == 0 ? 0 : firstLine + before);
+                if (skipper is null)
+                {
+                    app.Map(input, collector);
+                }
+                else
+                {
+                    skipper.Map(input);
+                }
             }
-            else
-            {
-                skipper.Map(input);
-            }
+            bytesRead += reader.BytesRead;
+            lines += reader.Lines;
         }
         var (outputBytes, outputRecords) = await WriteMapOutputAsync(task, attemptId, collector, cancellationToken);
         return new TaskCounters
         {
-            InputBytes = reader.BytesRead,
-            InputRecords = reader.Lines,
+            InputBytes = bytesRead,
+            InputRecords = lines,
             OutputRecords = collector.OutputRecords,
             OutputBytes = outputBytes,
             CombineInputRecords = app.HasCombiner ? collector.OutputRecords : 0,
@@ -76,6 +84,9 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             SkippedSamples = skipper?.Samples,
         };
     }
+
+    private static List<InputSplit> Pieces(TaskMessage task) =>
+        task.Splits is { Count: > 0 } many ? many : [task.Split ?? throw new InvalidDataException("A map task needs a split.")];
 
     /// <summary>Sorts, combines and writes one intermediate blob per partition, each committed on its own.</summary>
     private async Task<(long Bytes, long Records)> WriteMapOutputAsync(TaskMessage task, string attemptId, MapOutputCollector collector, CancellationToken cancellationToken)
@@ -99,20 +110,27 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
     }
 
     /// <summary>A streaming map: the split's lines go to the mapper script, its output lines are partitioned and sorted like any map output.</summary>
-    private async Task<TaskCounters> MapWithScriptAsync(TaskMessage task, InputSplit split, string attemptId, CancellationToken cancellationToken)
+    private async Task<TaskCounters> MapWithScriptAsync(TaskMessage task, List<InputSplit> splits, string attemptId, CancellationToken cancellationToken)
     {
         var work = Path.Combine(options.TempPath, attemptId);
         var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Mapper!, task.JobId, options.TempPath, work, statusSink.Value, cancellationToken);
-        var stream = await blobs.OpenReadAsync(task.InputContainer, split.Blob, Math.Max(0, split.Offset - 1), null, cancellationToken);
-        using var reader = new SplitReader(stream, split.Offset, split.Length);
         using var collector = new MapOutputCollector(task.ReduceTasks, StreamingApp.Instance, options.SortBufferBytes, work);
+        long bytesRead = 0, lines = 0;
         try
         {
             await script.RunAsync(async (stdin, ct) =>
             {
-                while (reader.TryReadChunk(out var text))
+                // Packed small blobs reach the script one after the other, as Hadoop's combined splits do.
+                foreach (var split in splits)
                 {
-                    await stdin.WriteAsync(text, ct);
+                    var stream = await blobs.OpenReadAsync(task.InputContainer, split.Blob, Math.Max(0, split.Offset - 1), null, ct);
+                    using var reader = new SplitReader(stream, split.Offset, split.Length);
+                    while (reader.TryReadChunk(out var text))
+                    {
+                        await stdin.WriteAsync(text, ct);
+                    }
+                    bytesRead += reader.BytesRead;
+                    lines += reader.Lines;
                 }
             }, line =>
             {
@@ -120,7 +138,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
                 collector.Emit(key, value);
             }, new Dictionary<string, string>
             {
-                ["mapreduce_map_input_file"] = task.FileName ?? split.Blob,
+                ["mapreduce_map_input_file"] = splits[0].Blob,
                 ["mapreduce_task_id"] = TaskNames.TaskId(TaskPhase.Map, task.Index),
             }, cancellationToken);
             var final = collector;
@@ -140,8 +158,8 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
                 var (outputBytes, outputRecords) = await WriteMapOutputAsync(task, attemptId, final, cancellationToken);
                 return new TaskCounters
                 {
-                    InputBytes = reader.BytesRead,
-                    InputRecords = reader.Lines,
+                    InputBytes = bytesRead,
+                    InputRecords = lines,
                     OutputRecords = collector.OutputRecords,
                     OutputBytes = outputBytes,
                     CombineInputRecords = combined is null ? 0 : collector.OutputRecords,
