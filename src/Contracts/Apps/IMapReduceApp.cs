@@ -17,6 +17,12 @@ public interface IMapReduceApp
 
     string Combine(string key, IEnumerable<string> values) => throw new NotSupportedException("This app has no combiner.");
 
+    /// <summary>
+    /// True when every value is a decimal integer and <see cref="Combine"/> is their sum (Hadoop's
+    /// LongSumReducer): the map side then keeps one running total per key instead of a list of values.
+    /// </summary>
+    bool CombinesBySum => false;
+
     /// <summary>True when the app reads <see cref="MapInput.FirstLineNumber"/>; it costs a scan of the blob before the split.</summary>
     bool NeedsLineNumbers => false;
 }

@@ -8,6 +8,8 @@ public sealed class WordCountApp : IMapReduceApp
 {
     public bool HasCombiner => true;
 
+    public bool CombinesBySum => true;
+
     public void Map(MapInput input, IMapEmitter emit)
     {
         var text = input.Text;

@@ -25,6 +25,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     private readonly List<SpillRun> spills = [];
     private readonly int budget;
     private readonly Dictionary<string, List<string>>? pending;
+    private readonly Dictionary<string, long>? sums;
     private readonly HashSet<string> interned = new(StringComparer.Ordinal);
     private long pendingBytes;
     private string lastValue = "";
@@ -41,7 +42,11 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         budget = bufferBytes;
         data = ArrayPool<byte>.Shared.Rent(bufferBytes);
         meta = ArrayPool<Meta>.Shared.Rent(4096);
-        if (app.HasCombiner)
+        if (app.HasCombiner && app.CombinesBySum)
+        {
+            sums = new Dictionary<string, long>(1 << 12, StringComparer.Ordinal);
+        }
+        else if (app.HasCombiner)
         {
             pending = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         }
@@ -55,6 +60,11 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     public void Emit(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
     {
         OutputRecords++;
+        if (sums is not null)
+        {
+            AddToSum(key, value);
+            return;
+        }
         if (pending is null)
         {
             Append(key, value);
@@ -83,9 +93,45 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         }
     }
 
+    /// <summary>A summing combiner's map side: one running total per key, no value strings at all.</summary>
+    private void AddToSum(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
+    {
+        long amount;
+        if (value is ['1'])
+        {
+            amount = 1;
+        }
+        else if (!long.TryParse(value, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out amount))
+        {
+            throw new FormatException($"The app combines by sum, but emitted a value that is not an integer: '{value}'.");
+        }
+        ref var total = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(sums!.GetAlternateLookup<ReadOnlySpan<char>>(), key, out var existed);
+        total += amount;
+        if (!existed)
+        {
+            pendingBytes += (key.Length * 2) + 48;
+            if (pendingBytes > budget / 2)
+            {
+                FlushPending();
+            }
+        }
+    }
+
     /// <summary>Combines every pending key into one record of the sort buffer.</summary>
     private void FlushPending()
     {
+        if (sums is not null)
+        {
+            Span<char> digits = stackalloc char[20];
+            foreach (var (key, total) in sums)
+            {
+                total.TryFormat(digits, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
+                Append(key, digits[..written]);
+            }
+            sums.Clear();
+            pendingBytes = 0;
+            return;
+        }
         if (pending is null)
         {
             return;
