@@ -32,7 +32,8 @@ public static class BenchCommand
             if (parse.GetValue(cluster) is { } url)
             {
                 return await ClusterBench.RunAsync(url, Environment.GetEnvironmentVariable("QUEUE_API_KEY"), Path.GetFullPath(parse.GetValue(books)!),
-                    Math.Clamp(parse.GetValue(runs), 1, 100), Math.Clamp(parse.GetValue(overheadJobs), 1, 1000), ct);
+                    Math.Clamp(parse.GetValue(runs), 1, 100), Math.Clamp(parse.GetValue(overheadJobs), 1, 1000), Math.Max(0, parse.GetValue(copies)),
+                    Path.Combine(Path.GetFullPath(parse.GetValue(folder)!), "cluster-input"), ct);
             }
             var mb = parse.GetValue(megabytes);
             if (mb is < 1 or > 100_000)
@@ -131,7 +132,7 @@ public static class BenchCommand
     }
 
     /// <summary>The books copied n times: as one large file per book, or one small file per copy.</summary>
-    private static async Task<List<string>> BuildAsync(string dataPath, string container, string[] books, int copies, bool large, CancellationToken ct)
+    internal static async Task<List<string>> BuildAsync(string dataPath, string container, string[] books, int copies, bool large, CancellationToken ct)
     {
         var folder = Path.Combine(dataPath, container);
         var files = new List<string>();

@@ -47,6 +47,12 @@ public sealed class IngressClient : IDisposable
         return (await response.Content.ReadFromJsonAsync(QueueJsonContext.Default.ListJobView, ct))!;
     }
 
+    public async Task<List<Queue.Contracts.Ports.BlobItem>> ListBlobsAsync(string container, CancellationToken ct)
+    {
+        using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, $"/blobs/{container}"), ct);
+        return (await response.Content.ReadFromJsonAsync(QueueJsonContext.Default.ListBlobItem, ct))!;
+    }
+
     public async Task CancelAsync(string id, CancellationToken ct)
     {
         using var _ = await SendAsync(() => new HttpRequestMessage(HttpMethod.Delete, $"/jobs/{Uri.EscapeDataString(id)}"), ct);
