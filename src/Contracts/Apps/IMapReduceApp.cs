@@ -43,6 +43,17 @@ public readonly ref struct MapInput(string fileName, ReadOnlySpan<char> text, lo
 public interface IMapEmitter
 {
     void Emit(ReadOnlySpan<char> key, ReadOnlySpan<char> value);
+
+    /// <summary>
+    /// Emits <paramref name="amount"/> as the key's value (its decimal text), for apps that
+    /// <see cref="IMapReduceApp.CombinesBySum"/>: a summing collector adds it without text in between.
+    /// </summary>
+    void EmitCount(ReadOnlySpan<char> key, long amount)
+    {
+        Span<char> digits = stackalloc char[20];
+        amount.TryFormat(digits, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
+        Emit(key, digits[..written]);
+    }
 }
 
 /// <summary>Creates an app by name for one task, with the job's arguments.</summary>

@@ -16,7 +16,7 @@ public sealed class WordCountApp : IMapReduceApp
         var position = 0;
         while (Words.Next(text, ref position, out var word))
         {
-            emit.Emit(text[word], "1");
+            emit.EmitCount(text[word], 1);
         }
     }
 

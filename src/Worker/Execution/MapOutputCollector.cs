@@ -96,6 +96,19 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         }
     }
 
+    public void EmitCount(ReadOnlySpan<char> key, long amount)
+    {
+        if (sums is null)
+        {
+            Span<char> digits = stackalloc char[20];
+            amount.TryFormat(digits, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
+            Emit(key, digits[..written]);
+            return;
+        }
+        OutputRecords++;
+        AddToSum(key, amount);
+    }
+
     /// <summary>A summing combiner's map side: one running total per key, no value strings at all.</summary>
     private void AddToSum(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
     {
@@ -108,6 +121,11 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         {
             throw new FormatException($"The app combines by sum, but emitted a value that is not an integer: '{value}'.");
         }
+        AddToSum(key, amount);
+    }
+
+    private void AddToSum(ReadOnlySpan<char> key, long amount)
+    {
         ref var total = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(sumsBySpan, key, out var existed);
         total += amount;
         if (!existed)
