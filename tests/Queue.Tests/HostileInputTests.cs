@@ -219,6 +219,12 @@ public sealed class HostileInputTests(HostileIngressFixture ingress) : IClassFix
         Assert.Equal("HTTP/1.1 408 Request Timeout", status);
         Assert.Equal(before, ingress.StoredFiles());
         Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(ingress.DataPath, ".tmp")));
+        // The log line is written as the response goes out: give the console a moment to catch up.
+        var logged = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (!ingress.Ingress.Output.Contains($"Client fault on {method} {path}: 408", StringComparison.Ordinal) && DateTime.UtcNow < logged)
+        {
+            await Task.Delay(50);
+        }
         Assert.Contains($"Client fault on {method} {path}: 408", ingress.Ingress.Output, StringComparison.Ordinal);
     }
 
