@@ -27,7 +27,7 @@ public sealed class AzureClusterFixture : ProcessClusterFixture
         }
     }
 
-    protected override ValueTask StopStorageAsync() => Azurite.DisposeAsync();
+    protected override ValueTask StopStorageAsync() => Azurite?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     protected override Dictionary<string, string> AdapterEnvironment() => new()
     {

@@ -37,18 +37,27 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(Folder);
-        Etcd = await EtcdServer.StartAsync(memberCount: EtcdMembers);
-        await StartStorageAsync();
-        for (var i = 0; i < 2; i++)
+        try
         {
-            Coordinators.Add(await StartAsync("Queue.Coordinator", new() { ["Queue__Coordinator__CandidateId"] = $"coordinator-{i}" }));
+            Etcd = await EtcdServer.StartAsync(memberCount: EtcdMembers);
+            await StartStorageAsync();
+            for (var i = 0; i < 2; i++)
+            {
+                Coordinators.Add(await StartAsync("Queue.Coordinator", new() { ["Queue__Coordinator__CandidateId"] = $"coordinator-{i}" }));
+            }
+            for (var i = 0; i < 2; i++)
+            {
+                Workers.Add(await StartWorkerAsync(i));
+            }
+            Ingress = await StartAsync("Queue.Ingress", []);
+            Client = new JobClient(Ingress.BaseAddress);
         }
-        for (var i = 0; i < 2; i++)
+        catch
         {
-            Workers.Add(await StartWorkerAsync(i));
+            // xunit does not dispose a fixture whose start failed: stop what did start, then report.
+            await DisposeAsync();
+            throw;
         }
-        Ingress = await StartAsync("Queue.Ingress", []);
-        Client = new JobClient(Ingress.BaseAddress);
     }
 
     public Task<ServiceProcess> StartWorkerAsync(int index) =>
@@ -78,14 +87,23 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        Client.Dispose();
+        Client?.Dispose();
         foreach (var process in Coordinators.Concat(Workers).Append(Ingress))
         {
-            await process.DisposeAsync();
+            if (process is not null)
+            {
+                await process.DisposeAsync();
+            }
         }
         await StopStorageAsync();
-        await Etcd.DisposeAsync();
-        Directory.Delete(Folder, recursive: true);
+        if (Etcd is not null)
+        {
+            await Etcd.DisposeAsync();
+        }
+        if (Directory.Exists(Folder))
+        {
+            Directory.Delete(Folder, recursive: true);
+        }
     }
 }
 
@@ -105,7 +123,7 @@ public sealed class ClusterFixture : ProcessClusterFixture
         Rabbit = await RabbitMqServer.StartAsync();
     }
 
-    protected override ValueTask StopStorageAsync() => Rabbit.DisposeAsync();
+    protected override ValueTask StopStorageAsync() => Rabbit?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     protected override Dictionary<string, string> AdapterEnvironment() => new()
     {

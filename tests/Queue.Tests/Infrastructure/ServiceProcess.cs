@@ -63,7 +63,16 @@ public sealed class ServiceProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => service.output.Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await service.WaitHealthyAsync(TimeSpan.FromSeconds(30));
+        try
+        {
+            await service.WaitHealthyAsync(TimeSpan.FromSeconds(30));
+        }
+        catch
+        {
+            // A service that never became healthy must not outlive the test.
+            await service.DisposeAsync();
+            throw;
+        }
         return service;
     }
 
