@@ -22,11 +22,12 @@ public static class BenchCommand
         var slots = new Option<int>("--slots") { Description = "Worker slots of the engine.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var folder = new Option<string>("--dir") { Description = "Scratch folder.", DefaultValueFactory = _ => ".bench" };
         var books = new Option<string>("--books") { Description = "The folder of books (real text).", DefaultValueFactory = _ => "../shared/data/gutenberg" };
+        var maps = new Option<int?>("--maps") { Description = "Map tasks of the engine's jobs (default: 4 per slot, so the waves come out even)." };
         var shell = new Option<bool>("--shell") { Description = "Also time tr | sort | uniq -c (slow).", DefaultValueFactory = _ => true };
         var cluster = new Option<string?>("--cluster") { Description = "Measure a running cluster at this ingress URL instead (e.g. http://127.0.0.1:5000 from scripts/cluster.sh up)." };
         var runs = new Option<int>("--runs") { Description = "With --cluster: warm runs of the books job.", DefaultValueFactory = _ => 5 };
         var overheadJobs = new Option<int>("--overhead-jobs") { Description = "With --cluster: tiny jobs of 8 tasks each for the per-task overhead.", DefaultValueFactory = _ => 125 };
-        var command = new Command("bench", "Measure word-count throughput of the engine against baselines.") { megabytes, copies, slots, folder, books, shell, cluster, runs, overheadJobs };
+        var command = new Command("bench", "Measure word-count throughput of the engine against baselines.") { megabytes, copies, slots, folder, books, maps, shell, cluster, runs, overheadJobs };
         command.SetAction(async (parse, ct) =>
         {
             if (parse.GetValue(cluster) is { } url)
@@ -103,7 +104,8 @@ public static class BenchCommand
                         Row("tr | sort | uniq -c", watch.Elapsed.TotalSeconds);
                     }
                 }
-                var mapTasks = Math.Max(2 * parse.GetValue(slots), (int)Math.Ceiling(megas / 16));
+                // Whole waves: a multiple of the slots, so no slot idles through the last wave.
+                var mapTasks = parse.GetValue(maps) ?? 4 * parse.GetValue(slots) * Math.Max(1, (int)Math.Ceiling(megas / (64.0 * 4 * parse.GetValue(slots))));
                 for (var run = 0; run < 2; run++)
                 {
                     watch.Restart();

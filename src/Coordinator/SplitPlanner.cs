@@ -7,12 +7,15 @@ namespace Queue.Coordinator;
 /// Cuts the input into map tasks of about one split size each (the input over <c>mapTasks</c>, or
 /// <c>splitSizeBytes</c>), however many blobs it has — as Hadoop's CombineFileInputFormat does: a blob
 /// larger than the split size is cut into equal byte ranges, each its own task; smaller blobs are packed,
-/// whole and in name order, into tasks of up to one split size. Readers move each cut to a line
+/// whole and in name order, into tasks of up to one split size (a blob up to 10 % over it stays whole). Readers move each cut to a line
 /// boundary, so the planner never reads data; each piece keeps its blob's name, so apps still see their
 /// document names and line numbers.
 /// </summary>
 public static class SplitPlanner
 {
+    /// <summary>A blob up to 10 % over the split size stays whole (Hadoop's SPLIT_SLOP), rather than leaving a sliver task.</summary>
+    private const double Slop = 1.1;
+
     public static List<List<InputSplit>> Plan(IReadOnlyList<BlobItem> blobs, int? mapTasks, long? splitSizeBytes)
     {
         long total = 0;
@@ -26,7 +29,7 @@ public static class SplitPlanner
         long packed = 0;
         foreach (var blob in blobs)
         {
-            if (blob.Length > splitSize)
+            if (blob.Length > splitSize * Slop)
             {
                 var pieces = (blob.Length + splitSize - 1) / splitSize;
                 var size = (blob.Length + pieces - 1) / pieces;
