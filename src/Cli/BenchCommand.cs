@@ -64,7 +64,17 @@ public static class BenchCommand
             Console.WriteLine();
             Console.WriteLine($"{"corpus",-30} {"run",-52} {"seconds",8} {"MB/s",7} {"vs all-core",11}");
 
-            await using var engine = await EmbeddedEngine.StartAsync(dataPath, parse.GetValue(slots), ct);
+            EmbeddedEngine engine;
+            try
+            {
+                engine = await EmbeddedEngine.StartAsync(dataPath, parse.GetValue(slots), ct);
+            }
+            catch (CliException e)
+            {
+                await Console.Error.WriteLineAsync($"error: {e.Message}");
+                return e.ExitCode;
+            }
+            await using var running = engine;
             var first = true;
             foreach (var (name, container, files) in corpora)
             {

@@ -34,6 +34,16 @@ public sealed class EmbeddedEngine : IAsyncDisposable
         builder.AddCoordinator();
         builder.AddWorker();
         var host = builder.Build();
+        try
+        {
+            // Opening the coordination store takes the data folder's lock: say so plainly if another engine holds it.
+            host.Services.GetRequiredService<IKeyValueStore>();
+        }
+        catch (InvalidOperationException e) when (e.Message.Contains("in use by another process", StringComparison.Ordinal))
+        {
+            host.Dispose();
+            throw new CliException(e.Message, 1);
+        }
         await host.StartAsync(cancellationToken);
         return new EmbeddedEngine(host);
     }

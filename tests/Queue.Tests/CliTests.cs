@@ -63,6 +63,20 @@ public sealed class CliTests(EmbeddedEngineFixture engine) : IClassFixture<Embed
     }
 
     [Fact]
+    public async Task ADemoOnAFolderAnotherEngineHoldsIsRefusedWithAMessage()
+    {
+        // The fixture's ingress runs the embedded engine on its data folder and holds the folder's lock.
+        var before = Directory.GetFileSystemEntries(engine.DataPath).Length;
+        var demo = await Cli("demo", "--mb", "1", "--data", engine.DataPath);
+        Assert.Equal(1, demo.Exit);
+        Assert.Contains("error: ", demo.Err, StringComparison.Ordinal);
+        Assert.Contains("in use by another process", demo.Err, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", demo.Err, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(engine.DataPath, "sample")), "The refused demo wrote its sample anyway.");
+        Assert.Equal(before, Directory.GetFileSystemEntries(engine.DataPath).Length);
+    }
+
+    [Fact]
     public async Task BadInputGetsTheServersMessageAndANonZeroExit()
     {
         var bad = await Cli("submit", "--app", "wordcount", "--input", "cli-books", "--maps", "0");
