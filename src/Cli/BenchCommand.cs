@@ -64,17 +64,11 @@ public static class BenchCommand
             Console.WriteLine();
             Console.WriteLine($"{"corpus",-30} {"run",-52} {"seconds",8} {"MB/s",7} {"vs all-core",11}");
 
-            EmbeddedEngine engine;
-            try
+            await using var engine = await EmbeddedEngine.StartOrReportAsync(dataPath, parse.GetValue(slots), ct);
+            if (engine is null)
             {
-                engine = await EmbeddedEngine.StartAsync(dataPath, parse.GetValue(slots), ct);
+                return 1;
             }
-            catch (CliException e)
-            {
-                await Console.Error.WriteLineAsync($"error: {e.Message}");
-                return e.ExitCode;
-            }
-            await using var running = engine;
             var first = true;
             foreach (var (name, container, files) in corpora)
             {

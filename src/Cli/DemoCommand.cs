@@ -23,18 +23,12 @@ public static class DemoCommand
                 return 2;
             }
             var dataPath = Path.GetFullPath(parse.GetValue(data)!);
-            EmbeddedEngine engine;
-            try
+            // The engine first: it locks the data folder before anything is written there.
+            await using var engine = await EmbeddedEngine.StartOrReportAsync(dataPath, parse.GetValue(slots), ct);
+            if (engine is null)
             {
-                // The engine first: it locks the data folder before anything is written there.
-                engine = await EmbeddedEngine.StartAsync(dataPath, parse.GetValue(slots), ct);
+                return 1;
             }
-            catch (CliException e)
-            {
-                await Console.Error.WriteLineAsync($"error: {e.Message}");
-                return e.ExitCode;
-            }
-            await using var running = engine;
             var corpus = Path.Combine(dataPath, "sample", "corpus.txt");
             Console.WriteLine($"Generating {mb} MB of sample text in {corpus} ...");
             await SampleText.WriteAsync(corpus, mb * 1_000_000L, seed: 42, ct);

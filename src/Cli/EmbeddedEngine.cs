@@ -48,6 +48,20 @@ public sealed class EmbeddedEngine : IAsyncDisposable
         return new EmbeddedEngine(host);
     }
 
+    /// <summary>Starts the engine, or prints why it cannot (another engine holds the folder) and returns null.</summary>
+    public static async Task<EmbeddedEngine?> StartOrReportAsync(string dataPath, int slots, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await StartAsync(dataPath, slots, cancellationToken);
+        }
+        catch (CliException e)
+        {
+            await Console.Error.WriteLineAsync($"error: {e.Message}");
+            return null;
+        }
+    }
+
     /// <summary>Submits a job and waits for it to end, calling <paramref name="progress"/> as it runs.</summary>
     public async Task<JobView> RunAsync(JobRequest request, Action<JobStatus>? progress, CancellationToken cancellationToken)
     {
