@@ -60,10 +60,7 @@ public sealed class AzureBlobStore(AzureStorageClients clients) : IBlobStore
 
     public async IAsyncEnumerable<BlobItem> ListAsync(string container, string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        if (BlobNames.CheckPrefix(prefix) is { } problem)
-        {
-            throw new InvalidBlobNameException(problem);
-        }
+        BlobNames.ValidatePrefix(prefix);
         var pages = Container(container).GetBlobsAsync(BlobTraits.None, BlobStates.None, prefix.Length == 0 ? null : prefix, cancellationToken)
             .AsPages(pageSizeHint: 5000).GetAsyncEnumerator(cancellationToken);
         try
@@ -120,10 +117,11 @@ public sealed class AzureBlobStore(AzureStorageClients clients) : IBlobStore
 
     private AzureStorageOptions Options => clients.Options;
 
-    private BlobContainerClient Container(string container) =>
-        BlobNames.IsContainerName(container)
-            ? clients.Blobs.GetBlobContainerClient(container)
-            : throw new InvalidBlobNameException($"'{container}' is not a container name. {BlobNames.ContainerRule}");
+    private BlobContainerClient Container(string container)
+    {
+        BlobNames.ValidateContainer(container);
+        return clients.Blobs.GetBlobContainerClient(container);
+    }
 
     private BlockBlobClient Blob(string container, string name)
     {

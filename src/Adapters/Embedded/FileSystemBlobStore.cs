@@ -56,10 +56,7 @@ public sealed class FileSystemBlobStore : IBlobStore
     public async IAsyncEnumerable<BlobItem> ListAsync(string container, string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var containerPath = ContainerPath(container);
-        if (BlobNames.CheckPrefix(prefix) is { } problem)
-        {
-            throw new InvalidBlobNameException(problem);
-        }
+        BlobNames.ValidatePrefix(prefix);
         if (!Directory.Exists(containerPath))
         {
             yield break;
@@ -104,10 +101,11 @@ public sealed class FileSystemBlobStore : IBlobStore
     public Task<BlobWriter> OpenWriteAsync(string container, string name, CancellationToken cancellationToken)
     {
         var final = BlobPath(container, name);
+        var containerPath = ContainerPath(container);
         // Folders and files share one namespace here (not in Azure): refuse a clash before writing anything.
-        ThrowIfConflict(ContainerPath(container), final, name);
+        ThrowIfConflict(containerPath, final, name);
         var temp = Path.Combine(root, TempFolder, Guid.NewGuid().ToString("N"));
-        return Task.FromResult<BlobWriter>(new FileBlobWriter(temp, final, ContainerPath(container), name));
+        return Task.FromResult<BlobWriter>(new FileBlobWriter(temp, final, containerPath, name));
     }
 
     private static void ThrowIfConflict(string containerPath, string final, string name)
@@ -128,17 +126,14 @@ public sealed class FileSystemBlobStore : IBlobStore
 
     private string ContainerPath(string container)
     {
-        if (!BlobNames.IsContainerName(container))
-        {
-            throw new InvalidBlobNameException($"'{container}' is not a container name. {BlobNames.ContainerRule}");
-        }
+        BlobNames.ValidateContainer(container);
         return Path.Combine(root, container);
     }
 
     private string BlobPath(string container, string name)
     {
-        BlobNames.Validate(container, name);
         var containerPath = ContainerPath(container);
+        BlobNames.ValidateName(name);
         var path = Path.GetFullPath(Path.Combine(containerPath, name));
         // The rules already exclude escapes (.., absolute paths); this guards the file system regardless.
         if (!path.StartsWith(containerPath + Path.DirectorySeparatorChar, StringComparison.Ordinal))

@@ -56,11 +56,32 @@ public static class BlobNames
     /// <summary>Throws <see cref="InvalidBlobNameException"/> unless both names are valid.</summary>
     public static void Validate(string container, string name)
     {
+        ValidateContainer(container);
+        ValidateName(name);
+    }
+
+    /// <summary>Throws <see cref="InvalidBlobNameException"/> unless <paramref name="name"/> is a valid blob name.</summary>
+    public static void ValidateName(string name)
+    {
+        if (CheckName(name) is { } problem)
+        {
+            throw new InvalidBlobNameException(problem);
+        }
+    }
+
+    /// <summary>Throws <see cref="InvalidBlobNameException"/> unless <paramref name="container"/> is a container name.</summary>
+    public static void ValidateContainer(string container)
+    {
         if (!IsContainerName(container))
         {
             throw new InvalidBlobNameException($"'{Printable(container)}' is not a container name. {ContainerRule}");
         }
-        if (CheckName(name) is { } problem)
+    }
+
+    /// <summary>Throws <see cref="InvalidBlobNameException"/> unless <paramref name="prefix"/> is a valid listing prefix.</summary>
+    public static void ValidatePrefix(string prefix)
+    {
+        if (CheckPrefix(prefix) is { } problem)
         {
             throw new InvalidBlobNameException(problem);
         }
