@@ -74,6 +74,9 @@ public static class JobRequestValidator
     /// <summary>Arguments the worker adds for the app about its attempt (<c>attempt.backup</c>); users cannot set them.</summary>
     public const string AttemptArgPrefix = "attempt.";
 
+    /// <summary>"true" for a backup attempt of a straggler.</summary>
+    public const string BackupArg = AttemptArgPrefix + "backup";
+
     private static readonly SearchValues<char> NameChars =
         SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-");
 

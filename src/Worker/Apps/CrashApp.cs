@@ -23,7 +23,7 @@ public sealed class CrashApp(IReadOnlyDictionary<string, string> args) : IMapRed
     private readonly string? badRecord = args.GetValueOrDefault("badRecord");
     private readonly string? slowFile = args.GetValueOrDefault("slowFile");
     private readonly TimeSpan slow = TimeSpan.FromSeconds(Read(args, "slowSeconds"));
-    private readonly bool backup = args.GetValueOrDefault("attempt.backup") == "true";
+    private readonly bool backup = args.GetValueOrDefault(Queue.Contracts.Jobs.JobRequestValidator.BackupArg) == "true";
     private readonly double roll = Random.Shared.NextDouble();
     private bool rolled;
     private bool slept;

@@ -404,6 +404,6 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
 
     /// <summary>The job's arguments, plus what the app may know of its attempt (<c>attempt.backup</c>).</summary>
     private static Dictionary<string, string> AppArgs(TaskMessage task) =>
-        task.Backup ? new Dictionary<string, string>(task.Args, StringComparer.Ordinal) { [JobRequestValidator.AttemptArgPrefix + "backup"] = "true" } : task.Args;
+        task.Backup ? new Dictionary<string, string>(task.Args, StringComparer.Ordinal) { [JobRequestValidator.BackupArg] = "true" } : task.Args;
 
 }
