@@ -79,14 +79,7 @@ public static class BenchCommand
                 }
                 var megas = bytes / 1e6;
                 var watch = Stopwatch.StartNew();
-                var reference = new Dictionary<string, long>(StringComparer.Ordinal);
-                foreach (var file in files)
-                {
-                    foreach (var (word, count) in Baselines.WordCount(file))
-                    {
-                        reference[word] = reference.GetValueOrDefault(word) + count;
-                    }
-                }
+                var reference = Baselines.WordCount(files);
                 var single = watch.Elapsed.TotalSeconds;
                 watch.Restart();
                 var allCores = Baselines.WordCountAllCores(files);
@@ -202,22 +195,17 @@ public static class BenchCommand
     /// <summary>The engine's counts must equal the baseline's; returns the first difference.</summary>
     private static string? Compare(string dataPath, JobView view, Dictionary<string, long> reference)
     {
-        var seen = 0;
-        foreach (var part in view.Status.Outputs)
+        IEnumerable<string> Lines()
         {
-            foreach (var line in File.ReadLines(Path.Combine(dataPath, view.Status.OutputContainer!, part)))
+            foreach (var part in view.Status.Outputs)
             {
-                var tab = line.IndexOf('\t');
-                var word = line[..tab];
-                var count = long.Parse(line.AsSpan(tab + 1), CultureInfo.InvariantCulture);
-                if (!reference.TryGetValue(word, out var expected) || expected != count)
+                foreach (var line in File.ReadLines(Path.Combine(dataPath, view.Status.OutputContainer!, part)))
                 {
-                    return $"'{word}': engine {count}, baseline {(reference.TryGetValue(word, out var e) ? e : 0)}";
+                    yield return line;
                 }
-                seen++;
             }
         }
-        return seen == reference.Count ? null : $"engine has {seen} words, baseline {reference.Count}";
+        return Baselines.FirstDifference(Lines(), reference);
     }
 
     /// <summary>VmHWM from /proc/self/status: the most resident memory this process has had.</summary>
