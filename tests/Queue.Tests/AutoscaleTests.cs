@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.Http.Json;
 using Queue.Contracts;
 using Queue.Contracts.Jobs;
@@ -34,12 +33,7 @@ public sealed class AutoscaleTests : IAsyncLifetime
     {
         var (exit, output) = await ClusterAsync("up --autoscale 0:3", TimeSpan.FromMinutes(5));
         Assert.True(exit == 0, output);
-        var books = Path.Combine(root, "data", "books");
-        Directory.CreateDirectory(books);
-        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
-        {
-            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
-        }
+        RepoPaths.CopyBooksTo(Path.Combine(root, "data", "books"));
         using var client = new JobClient(new Uri("http://127.0.0.1:5000"));
         Assert.Equal(0, (await ScaleAsync(client)).Workers);
 
@@ -113,20 +107,12 @@ public sealed class AutoscaleTests : IAsyncLifetime
         return File.Exists(path) ? File.ReadAllText(path) : "(no log)";
     }
 
-    private async Task<(int Exit, string Output)> ClusterAsync(string arguments, TimeSpan timeout)
-    {
-        var info = new ProcessStartInfo("bash") { WorkingDirectory = RepoPaths.Root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add("-c");
-        info.ArgumentList.Add($"scripts/cluster.sh {arguments}");
-        info.Environment["QUEUE_CLUSTER_DIR"] = root;
-        info.Environment["QUEUE_AUTOSCALE_POLL"] = "0.5";
-        info.Environment["QUEUE_AUTOSCALE_WINDOW"] = "4";
-        info.Environment["QUEUE_AUTOSCALE_COOLDOWN"] = "4";
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(timeout);
-        await process.WaitForExitAsync(cts.Token);
-        return (process.ExitCode, await stdout + await stderr);
-    }
+    private Task<(int Exit, string Output)> ClusterAsync(string arguments, TimeSpan timeout) =>
+        OsProcess.BashAsync($"scripts/cluster.sh {arguments}", RepoPaths.Root, timeout, new Dictionary<string, string>
+        {
+            ["QUEUE_CLUSTER_DIR"] = root,
+            ["QUEUE_AUTOSCALE_POLL"] = "0.5",
+            ["QUEUE_AUTOSCALE_WINDOW"] = "4",
+            ["QUEUE_AUTOSCALE_COOLDOWN"] = "4",
+        });
 }

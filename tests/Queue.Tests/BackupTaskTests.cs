@@ -6,40 +6,13 @@ using Queue.Worker.Apps;
 namespace Queue.Tests;
 
 /// <summary>An embedded ingress whose leader sends backups for attempts running past 1 s (and twice the phase's median).</summary>
-public sealed class BackupIngressFixture : IAsyncLifetime
+public sealed class BackupIngressFixture : EmbeddedEngineFixture
 {
-    private readonly string folder = Path.Combine(Path.GetTempPath(), "queue-backup", Guid.NewGuid().ToString("N"));
-
-    public ServiceProcess Ingress { get; private set; } = null!;
-
-    public JobClient Client { get; private set; } = null!;
-
-    public async Task InitializeAsync()
+    protected override IReadOnlyDictionary<string, string> Settings { get; } = new Dictionary<string, string>
     {
-        var books = Path.Combine(folder, "data", "books");
-        Directory.CreateDirectory(books);
-        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
-        {
-            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
-        }
-        Ingress = await ServiceProcess.StartAsync("Queue.Ingress", folder, new Dictionary<string, string>
-        {
-            ["Queue__Adapters__DataPath"] = Path.Combine(folder, "data"),
-            ["Queue__Worker__Slots"] = "4",
-            ["Queue__Worker__TempPath"] = Path.Combine(folder, "tmp"),
-            ["Queue__Worker__CancelCheckInterval"] = "00:00:00.200",
-            ["Queue__Coordinator__BackupFloor"] = "00:00:01",
-            ["Queue__Coordinator__DeadLetterInterval"] = "00:00:00.250",
-        });
-        Client = new JobClient(Ingress.BaseAddress);
-    }
-
-    public async Task DisposeAsync()
-    {
-        Client.Dispose();
-        await Ingress.DisposeAsync();
-        Directory.Delete(folder, recursive: true);
-    }
+        ["Queue__Coordinator__BackupFloor"] = "00:00:01",
+        ["Queue__Coordinator__DeadLetterInterval"] = "00:00:00.250",
+    };
 }
 
 /// <summary>

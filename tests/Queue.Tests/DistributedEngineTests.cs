@@ -114,12 +114,7 @@ public sealed class ClusterFixture : ProcessClusterFixture
 
     protected override async Task StartStorageAsync()
     {
-        var books = Path.Combine(Folder, "data", "books");
-        Directory.CreateDirectory(books);
-        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
-        {
-            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
-        }
+        RepoPaths.CopyBooksTo(Path.Combine(Folder, "data", "books"));
         Rabbit = await RabbitMqServer.StartAsync();
     }
 

@@ -17,12 +17,7 @@ public sealed class EmbeddedRestartTests : IAsyncLifetime
 
     public Task InitializeAsync()
     {
-        var books = Path.Combine(DataPath, "books");
-        Directory.CreateDirectory(books);
-        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
-        {
-            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
-        }
+        RepoPaths.CopyBooksTo(Path.Combine(DataPath, "books"));
         return Task.CompletedTask;
     }
 

@@ -7,44 +7,24 @@ using Queue.Worker.Apps;
 namespace Queue.Tests;
 
 /// <summary>An embedded ingress with an API key and small limits, as an attacker would meet it.</summary>
-public sealed class HostileIngressFixture : IAsyncLifetime
+public sealed class HostileIngressFixture : EmbeddedEngineFixture
 {
     public const string Key = "k3y-never-in-logs";
     public const string QuerySecret = "qs-never-in-logs";
 
-    public string Folder { get; } = Path.Combine(Path.GetTempPath(), "queue-hostile", Guid.NewGuid().ToString("N"));
-
-    public string DataPath => Path.Combine(Folder, "data");
-
-    public ServiceProcess Ingress { get; private set; } = null!;
-
-    public HttpClient Http { get; private set; } = null!;
-
-    public async Task InitializeAsync()
+    protected override IReadOnlyDictionary<string, string> Settings { get; } = new Dictionary<string, string>
     {
-        var books = Path.Combine(DataPath, "books");
-        Directory.CreateDirectory(books);
-        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
-        {
-            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
-        }
-        Ingress = await ServiceProcess.StartAsync("Queue.Ingress", Folder, new Dictionary<string, string>
-        {
-            ["Queue__Adapters__DataPath"] = DataPath,
-            ["Queue__Ingress__ApiKey"] = Key,
-            ["Queue__Ingress__MaxBlobBytes"] = "65536",
-            ["Queue__Worker__TempPath"] = Path.Combine(Folder, "tmp"),
-            ["Queue__Coordinator__PollInterval"] = "00:00:00.100",
-        });
-        Http = new HttpClient { BaseAddress = Ingress.BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        ["Queue__Ingress__ApiKey"] = Key,
+        ["Queue__Ingress__MaxBlobBytes"] = "65536",
+    };
+
+    /// <summary>The client's HTTP connection, sending the key.</summary>
+    public HttpClient Http => Client.Http;
+
+    public override async Task InitializeAsync()
+    {
+        await base.InitializeAsync();
         Http.DefaultRequestHeaders.Add("X-Api-Key", Key);
-    }
-
-    public async Task DisposeAsync()
-    {
-        Http.Dispose();
-        await Ingress.DisposeAsync();
-        Directory.Delete(Folder, recursive: true);
     }
 
     /// <summary>Every file under the data folder except the coordination log, relative, sorted.</summary>

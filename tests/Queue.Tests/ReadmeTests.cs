@@ -128,23 +128,8 @@ public sealed partial class ReadmeTests : IAsyncLifetime
         return info;
     }
 
-    private static async Task<(int Exit, string Output)> BashAsync(string command, TimeSpan timeout)
-    {
-        using var process = Process.Start(Bash(command))!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"'{command}' took longer than {timeout}:\n{await stdout}\n{await stderr}");
-        }
-        return (process.ExitCode, await stdout + await stderr);
-    }
+    private static Task<(int Exit, string Output)> BashAsync(string command, TimeSpan timeout) =>
+        OsProcess.BashAsync(command, RepoPaths.Root, timeout);
 
     private static Process StartBash(string command, BoundedLog log)
     {

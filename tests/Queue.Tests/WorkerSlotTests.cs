@@ -26,12 +26,7 @@ public sealed class WorkerSlotTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var books = Path.Combine(folder, "data", "books");
-        Directory.CreateDirectory(books);
-        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
-        {
-            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
-        }
+        RepoPaths.CopyBooksTo(Path.Combine(folder, "data", "books"));
         var builder = Host.CreateApplicationBuilder();
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {

@@ -2,9 +2,10 @@ namespace Queue.Tests.Infrastructure;
 
 /// <summary>
 /// The ingress as a real process in its embedded default (coordinator and workers in-process over a
-/// filesystem data folder), with the gutenberg books in the <c>books</c> container.
+/// filesystem data folder), with the gutenberg books in the <c>books</c> container. Fixtures that need
+/// other settings derive and add them in <see cref="Settings"/>.
 /// </summary>
-public sealed class EmbeddedEngineFixture : IAsyncLifetime
+public class EmbeddedEngineFixture : IAsyncLifetime
 {
     public string Folder { get; } = Path.Combine(Path.GetTempPath(), "queue-e2e", Guid.NewGuid().ToString("N"));
 
@@ -14,15 +15,13 @@ public sealed class EmbeddedEngineFixture : IAsyncLifetime
 
     public JobClient Client { get; private set; } = null!;
 
-    public async Task InitializeAsync()
+    /// <summary>Configuration the ingress gets besides (or instead of) the defaults below.</summary>
+    protected virtual IReadOnlyDictionary<string, string> Settings { get; } = new Dictionary<string, string>();
+
+    public virtual async Task InitializeAsync()
     {
-        var books = Path.Combine(DataPath, "books");
-        Directory.CreateDirectory(books);
-        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
-        {
-            File.Copy(file, Path.Combine(books, Path.GetFileName(file)));
-        }
-        Ingress = await ServiceProcess.StartAsync("Queue.Ingress", Folder, new Dictionary<string, string>
+        RepoPaths.CopyBooksTo(Path.Combine(DataPath, "books"));
+        var environment = new Dictionary<string, string>
         {
             ["Queue__Adapters__DataPath"] = DataPath,
             ["Queue__Worker__Slots"] = "4",
@@ -30,7 +29,12 @@ public sealed class EmbeddedEngineFixture : IAsyncLifetime
             ["Queue__Worker__CancelCheckInterval"] = "00:00:00.200",
             ["Queue__WorkQueue__LeaseDuration"] = "00:00:02",
             ["Queue__Coordinator__PollInterval"] = "00:00:00.100",
-        });
+        };
+        foreach (var (key, value) in Settings)
+        {
+            environment[key] = value;
+        }
+        Ingress = await ServiceProcess.StartAsync("Queue.Ingress", Folder, environment);
         Client = new JobClient(Ingress.BaseAddress);
     }
 

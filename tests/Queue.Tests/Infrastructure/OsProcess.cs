@@ -11,6 +11,36 @@ public static class OsProcess
         kill.WaitForExit();
     }
 
+    /// <summary>
+    /// Runs a command line with bash in <paramref name="workingDirectory"/> and returns its exit code and
+    /// output (stdout then stderr); past <paramref name="timeout"/> the process tree is killed and the test fails.
+    /// </summary>
+    public static async Task<(int Exit, string Output)> BashAsync(string command, string workingDirectory, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var info = new ProcessStartInfo("bash") { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add(command);
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[key] = value;
+        }
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"'{command}' took longer than {timeout}:\n{await stdout}\n{await stderr}");
+        }
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
     /// <summary>Finds an executable on PATH or in the usual system folders.</summary>
     public static string? Which(string name)
     {

@@ -14,6 +14,16 @@ public static class RepoPaths
     /// <summary>The eight public-domain books in <c>../shared/data/gutenberg</c>.</summary>
     public static string Gutenberg { get; } = Path.GetFullPath(Path.Combine(Root, "..", "shared", "data", "gutenberg"));
 
+    /// <summary>Copies the books into <paramref name="folder"/> (created if missing), as a user drops input files in.</summary>
+    public static void CopyBooksTo(string folder)
+    {
+        Directory.CreateDirectory(folder);
+        foreach (var file in Directory.GetFiles(Gutenberg, "*.txt"))
+        {
+            File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+        }
+    }
+
     private static string FindRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
