@@ -15,8 +15,8 @@ public sealed class IndexerApp : IMapReduceApp
         seen.Clear();
         var lookup = seen.GetAlternateLookup<ReadOnlySpan<char>>();
         var text = input.Text;
-        var position = 0;
-        while (Words.Next(text, ref position, out var word))
+        var words = new WordTokenizer(text);
+        while (words.Next(out var word))
         {
             if (lookup.Add(text[word]))
             {

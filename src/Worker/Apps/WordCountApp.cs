@@ -13,8 +13,8 @@ public sealed class WordCountApp : IMapReduceApp
     public void Map(MapInput input, IMapEmitter emit)
     {
         var text = input.Text;
-        var position = 0;
-        while (Words.Next(text, ref position, out var word))
+        var words = new WordTokenizer(text);
+        while (words.Next(out var word))
         {
             emit.EmitCount(text[word], 1);
         }

@@ -25,8 +25,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     private readonly List<SpillRun> spills = [];
     private readonly int budget;
     private readonly Dictionary<string, List<string>>? pending;
-    private readonly Dictionary<string, long>? sums;
-    private readonly Dictionary<string, long>.AlternateLookup<ReadOnlySpan<char>> sumsBySpan;
+    private readonly CountTable? sums;
     private readonly HashSet<string> interned = new(StringComparer.Ordinal);
     private long pendingBytes;
     private string lastValue = "";
@@ -45,9 +44,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         meta = ArrayPool<Meta>.Shared.Rent(4096);
         if (app.HasCombiner && app.CombinesBySum)
         {
-            sums = new Dictionary<string, long>(1 << 12, StringComparer.Ordinal);
-            // Made once: the profile showed the per-emit lookup creation.
-            sumsBySpan = sums.GetAlternateLookup<ReadOnlySpan<char>>();
+            sums = new CountTable();
         }
         else if (app.HasCombiner)
         {
@@ -126,11 +123,10 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
 
     private void AddToSum(ReadOnlySpan<char> key, long amount)
     {
-        ref var total = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(sumsBySpan, key, out var existed);
-        total += amount;
-        if (!existed)
+        sums!.GetOrAdd(key, out var added) += amount;
+        if (added)
         {
-            pendingBytes += (key.Length * 2) + 48;
+            pendingBytes += CountTable.CostOf(key.Length);
             if (pendingBytes > budget / 2)
             {
                 FlushPending();
@@ -144,7 +140,8 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         if (sums is not null)
         {
             Span<char> digits = stackalloc char[20];
-            foreach (var (key, total) in sums)
+            var cursor = 0;
+            while (sums.Next(ref cursor, out var key, out var total))
             {
                 total.TryFormat(digits, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
                 Append(key, digits[..written]);

@@ -1,0 +1,127 @@
+using System.Text;
+using Queue.Tests.Infrastructure;
+using Queue.Worker.Apps;
+using Queue.Worker.Execution;
+
+namespace Queue.Tests;
+
+/// <summary>The map hot path's tokeniser and count table, each against the plain code it replaces.</summary>
+public sealed partial class TokenizerTests
+{
+    /// <summary>The definition, by other means: a word is a maximal run of chars in a letter category (what char.IsLetter tests), per UTF-16 char.</summary>
+    private static List<string> ReferenceWords(string text)
+    {
+        var words = new List<string>();
+        foreach (System.Text.RegularExpressions.Match match in LetterRuns().Matches(text))
+        {
+            words.Add(match.Value);
+        }
+        return words;
+    }
+
+    private static List<string> TokenizerWords(string text)
+    {
+        var words = new List<string>();
+        var tokenizer = new WordTokenizer(text);
+        while (tokenizer.Next(out var word))
+        {
+            words.Add(text[word]);
+        }
+        return words;
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("a")]
+    [InlineData(" ")]
+    [InlineData("hello, world")]
+    [InlineData("Ünïcödé wörds — naïve café; Ελληνικά Кириллица 日本語 ÆØÅ")]
+    [InlineData("x\u0301y \ud83d\ude00z \u00a0\u2028q")] // combining mark, surrogate pair, no-break and line separators split words
+    [InlineData("@[`{AZaz")] // the ASCII neighbours of the letter ranges
+    public void SplitsLikeCharIsLetter(string text) => Assert.Equal(ReferenceWords(text), TokenizerWords(text));
+
+    [Fact]
+    public void WordsAcrossEveryBlockBoundary()
+    {
+        // Words of every length from 1 to 150 at every offset around the 64-char blocks, non-ASCII mixed in.
+        var random = new Random(11);
+        const string alphabet = "abcXYZéßж  ,.\n1-\u00ad\u3042";
+        for (var round = 0; round < 400; round++)
+        {
+            var length = random.Next(0, 300);
+            var text = new StringBuilder(length);
+            for (var i = 0; i < length; i++)
+            {
+                text.Append(random.Next(4) == 0 ? alphabet[random.Next(alphabet.Length)] : (char)('a' + random.Next(26)));
+            }
+            var s = text.ToString();
+            Assert.Equal(ReferenceWords(s), TokenizerWords(s));
+        }
+        foreach (var size in new[] { 63, 64, 65, 127, 128, 129, 192 })
+        {
+            var all = new string('w', size);
+            Assert.Equal(ReferenceWords(all), TokenizerWords(all));
+            Assert.Equal(ReferenceWords(all + " "), TokenizerWords(all + " "));
+            Assert.Equal(ReferenceWords(" " + all), TokenizerWords(" " + all));
+        }
+    }
+
+    [Fact]
+    public void TheBooksTokeniseAsTheDefinitionSays()
+    {
+        foreach (var book in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
+        {
+            var text = File.ReadAllText(book);
+            Assert.Equal(ReferenceWords(text), TokenizerWords(text));
+        }
+    }
+
+    [Fact]
+    public void CountTableCountsAsADictionaryDoes()
+    {
+        var table = new CountTable();
+        var reference = new Dictionary<string, long>(StringComparer.Ordinal);
+        void Add(string key, long amount)
+        {
+            table.GetOrAdd(key, out var added) += amount;
+            Assert.Equal(!reference.ContainsKey(key), added);
+            reference[key] = reference.GetValueOrDefault(key) + amount;
+        }
+        // Keys that share first and last four chars, differ only in the middle or the length, empty, long, and non-ASCII.
+        Add("", 1);
+        Add("", 2);
+        foreach (var middle in new[] { "", "x", "xy", "yx", "xyz", "ü", new string('m', 1000) })
+        {
+            Add($"abcd{middle}wxyz", 1);
+            Add($"abcd{middle}wxyz", 5);
+        }
+        foreach (var book in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
+        {
+            foreach (var word in ReferenceWords(File.ReadAllText(book)))
+            {
+                Add(word, 1);
+            }
+        }
+        for (var i = 0; i < 100_000; i++)
+        {
+            // Enough distinct keys to grow the table several times.
+            Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture), i);
+        }
+        Assert.Equal(reference.Count, table.Count);
+        var seen = 0;
+        var cursor = 0;
+        while (table.Next(ref cursor, out var key, out var total))
+        {
+            Assert.Equal(reference[key.ToString()], total);
+            seen++;
+        }
+        Assert.Equal(reference.Count, seen);
+        table.Clear();
+        Assert.Equal(0, table.Count);
+        table.GetOrAdd("the", out var fresh) += 1;
+        Assert.True(fresh);
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"[\p{Lu}\p{Ll}\p{Lt}\p{Lm}\p{Lo}]+")]
+    private static partial System.Text.RegularExpressions.Regex LetterRuns();
+}
