@@ -1,6 +1,7 @@
 using System.Text;
-using Queue.Coordinator;
+using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
+using Queue.Coordinator;
 using Queue.Worker.Execution;
 
 namespace Queue.Tests;
@@ -93,16 +94,43 @@ public sealed class SplitReaderTests
     }
 
     [Fact]
-    public void SmallFilesArePackedIntoTasksAndLargeOnesAreCutWithEveryByteCoveredOnce()
+    public void TasksComeOutEqualWithSmallFilesWholeAndEveryByteCoveredOnce()
     {
-        // 240 small files and two large ones, 8 map tasks asked for: about 8 tasks, not 240.
+        // 240 small files, two large ones and an empty one, 8 map tasks asked for: 8 tasks of about an eighth each.
         var blobs = Enumerable.Range(0, 240).Select(i => new BlobItem("c", $"small/{i:D3}", 1000 + i))
             .Append(new BlobItem("c", "zz-large-1", 200_000)).Append(new BlobItem("c", "zz-large-2", 90_000)).Append(new BlobItem("c", "zz-empty", 0)).ToList();
-        var total = blobs.Sum(b => b.Length);
         var tasks = SplitPlanner.Plan(blobs, 8, null);
-        Assert.InRange(tasks.Count, 8, 10);
-        var splitSize = (total + 7) / 8;
-        Assert.All(tasks, t => Assert.True(t.Sum(s => s.Length) <= splitSize, $"A task of {t.Sum(s => s.Length)} bytes is over the split size {splitSize}."));
+        Assert.Equal(8, tasks.Count);
+        AssertEqualSizes(tasks, blobs.Sum(b => b.Length) / 8.0);
+        AssertCoveredOnce(blobs, tasks);
+        // A small file is never cut: the cuts near it move to its ends.
+        Assert.All(tasks.SelectMany(t => t).Where(s => s.Blob.StartsWith("small/", StringComparison.Ordinal)), s => Assert.Equal(0, s.Offset));
+
+        // The same with the books' real sizes (the bench's shape): 8 large files of 4–18 MB, 8 tasks.
+        var books = new[] { 4.2, 13.6, 13.2, 16.2, 17.8, 17.4, 12.4, 5.1 }.Select((mb, i) => new BlobItem("c", $"book-{i}", (long)(mb * 1e6))).ToList();
+        var bookTasks = SplitPlanner.Plan(books, 8, null);
+        Assert.Equal(8, bookTasks.Count);
+        AssertEqualSizes(bookTasks, books.Sum(b => b.Length) / 8.0);
+        AssertCoveredOnce(books, bookTasks);
+
+        // A split size smaller than the files: tasks of at most about that size, crossing files where they must.
+        var fine = SplitPlanner.Plan(blobs, null, 1024);
+        Assert.Equal(SplitPlanner.TaskCount(blobs.Sum(b => b.Length), null, 1024), fine.Count);
+        AssertEqualSizes(fine, blobs.Sum(b => b.Length) / (double)fine.Count);
+        AssertCoveredOnce(blobs, fine);
+
+        // Fewer bytes than tasks asked for, and nothing but empty blobs.
+        Assert.Equal(3, SplitPlanner.Plan([new BlobItem("c", "tiny", 3)], 8, null).Count);
+        var empty = SplitPlanner.Plan([new BlobItem("c", "e1", 0), new BlobItem("c", "e2", 0)], 8, null);
+        Assert.Equal(["e1", "e2"], Assert.Single(empty).Select(s => s.Blob));
+    }
+
+    /// <summary>Each task within two slops (10 % of a segment at either end) of an equal share.</summary>
+    private static void AssertEqualSizes(List<List<InputSplit>> tasks, double segment) =>
+        Assert.All(tasks, t => Assert.InRange(t.Sum(s => s.Length), (long)(segment * 0.8) - 1, (long)(segment * 1.2) + 1));
+
+    private static void AssertCoveredOnce(List<BlobItem> blobs, List<List<InputSplit>> tasks)
+    {
         var splits = tasks.SelectMany(t => t).ToList();
         foreach (var blob in blobs)
         {
@@ -115,9 +143,5 @@ public sealed class SplitReaderTests
             }
             Assert.Equal(blob.Length, parts[^1].Offset + parts[^1].Length);
         }
-        // A split size smaller than every file: one file per task, large ones cut.
-        var fine = SplitPlanner.Plan(blobs, null, 1024);
-        Assert.All(fine, t => Assert.True(t.Count == 1 || t.All(s => s.Length == 0) || t.Count(s => s.Length > 0) == 1));
-        Assert.True(fine.Count >= 240);
     }
 }

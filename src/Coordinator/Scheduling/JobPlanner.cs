@@ -106,12 +106,17 @@ public sealed class JobPlanner(
         // Workers write here; object stores (unlike folders) need containers made first.
         await blobs.CreateContainerIfMissingAsync(storage.IntermediateContainer, cancellationToken);
         await blobs.CreateContainerIfMissingAsync(storage.OutputContainer, cancellationToken);
-        var splits = SplitPlanner.Plan(inputs, spec.MapTasks, spec.SplitSizeBytes);
-        if (splits.Count > MaxMapTasks)
+        long totalBytes = 0;
+        foreach (var input in inputs)
         {
-            await finisher.EndAsync(session, run, JobState.Failed, $"The input would need {splits.Count} map tasks; the limit is {MaxMapTasks}. Raise splitSizeBytes.", cancellationToken);
+            totalBytes += input.Length;
+        }
+        if (SplitPlanner.TaskCount(totalBytes, spec.MapTasks, spec.SplitSizeBytes) is var needed and > MaxMapTasks)
+        {
+            await finisher.EndAsync(session, run, JobState.Failed, $"The input would need {needed} map tasks; the limit is {MaxMapTasks}. Raise splitSizeBytes.", cancellationToken);
             return;
         }
+        var splits = SplitPlanner.Plan(inputs, spec.MapTasks, spec.SplitSizeBytes);
         long inputBytes = 0;
         var maps = new TaskRecord[splits.Count];
         for (var i = 0; i < maps.Length; i++)
