@@ -1,7 +1,10 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
+using Queue.Worker.Apps;
+using Queue.Worker.Execution;
 
 namespace Queue.Cli;
 
@@ -15,13 +18,13 @@ public static class Baselines
     /// </summary>
     public static Dictionary<string, long> WordCount(IReadOnlyList<string> paths)
     {
-        var counts = new Dictionary<string, long>(1 << 16, StringComparer.Ordinal);
+        var counts = new DictionaryCounter();
         foreach (var path in paths)
         {
             // The whole file is one range of the all-core count's reader.
-            CountRange(path, 0, new FileInfo(path).Length, counts);
+            CountRange(path, 0, new FileInfo(path).Length, ref counts);
         }
-        return counts;
+        return counts.Counts;
     }
 
     /// <summary>
@@ -51,7 +54,16 @@ public static class Baselines
     /// counts a file (1 MiB buffers, a dictionary looked up by span) into one dictionary per worker thread,
     /// merged at the end. What a careful programmer writes by hand for this one job.
     /// </summary>
-    public static Dictionary<string, long> WordCountAllCores(IReadOnlyList<string> files)
+    public static Dictionary<string, long> WordCountAllCores(IReadOnlyList<string> files) => AllCores<DictionaryCounter>(files);
+
+    /// <summary>
+    /// The same all-core count with the engine's map kernel (its <see cref="WordTokenizer"/> and
+    /// <see cref="CountTable"/>) in place of the char loop and the dictionary: set beside the engine,
+    /// what is left is the engine's own cost (tasks, sort, intermediate files, reduce).
+    /// </summary>
+    public static Dictionary<string, long> WordCountAllCoresEngineKernel(IReadOnlyList<string> files) => AllCores<KernelCounter>(files);
+
+    private static Dictionary<string, long> AllCores<TCounter>(IReadOnlyList<string> files) where TCounter : struct, IWordCounter<TCounter>
     {
         long total = 0;
         foreach (var file in files)
@@ -69,10 +81,11 @@ public static class Baselines
             }
         }
         var partials = new System.Collections.Concurrent.ConcurrentBag<Dictionary<string, long>>();
-        Parallel.ForEach(ranges, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-            () => new Dictionary<string, long>(1 << 16, StringComparer.Ordinal),
-            (range, _, counts) => { CountRange(range.File, range.Offset, range.Length, counts); return counts; },
-            partials.Add);
+        // One range at a time: the default partitioner hands out growing chunks, which on a few ranges can leave one core idle at the end.
+        Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(ranges, System.Collections.Concurrent.EnumerablePartitionerOptions.NoBuffering), new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
+            () => new StrongBox<TCounter>(TCounter.Create()),
+            (range, _, counter) => { CountRange(range.File, range.Offset, range.Length, ref counter.Value); return counter; },
+            counter => partials.Add(counter.Value.Counts));
         Dictionary<string, long>? merged = null;
         foreach (var partial in partials)
         {
@@ -90,9 +103,8 @@ public static class Baselines
     }
 
     /// <summary>Counts the lines that start in [offset, offset + length): a range skips the partial line it starts in and finishes the one it ends in.</summary>
-    private static void CountRange(string path, long offset, long length, Dictionary<string, long> counts)
+    private static void CountRange<TCounter>(string path, long offset, long length, ref TCounter counter) where TCounter : struct, IWordCounter<TCounter>
     {
-        var lookup = counts.GetAlternateLookup<ReadOnlySpan<char>>();
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
         var bytes = ArrayPool<byte>.Shared.Rent(1 << 20);
         var chars = ArrayPool<char>.Shared.Rent((1 << 20) + 4096);
@@ -147,13 +159,13 @@ public static class Baselines
                 {
                     lastComplete--;
                 }
-                CountWords(text[..lastComplete], lookup);
+                counter.CountWords(text[..lastComplete]);
                 carry = decoded - lastComplete;
                 text[lastComplete..].CopyTo(chars);
             }
             if (carry > 0)
             {
-                CollectionsMarshal.GetValueRefOrAddDefault(lookup, chars.AsSpan(0, carry), out _)++;
+                counter.CountWord(chars.AsSpan(0, carry));
             }
         }
         finally
@@ -163,25 +175,82 @@ public static class Baselines
         }
     }
 
-    private static void CountWords(ReadOnlySpan<char> text, Dictionary<string, long>.AlternateLookup<ReadOnlySpan<char>> lookup)
+    private interface IWordCounter<TSelf> where TSelf : struct, IWordCounter<TSelf>
     {
-        var i = 0;
-        while (i < text.Length)
+        static abstract TSelf Create();
+
+        Dictionary<string, long> Counts { get; }
+
+        void CountWords(ReadOnlySpan<char> text);
+
+        void CountWord(ReadOnlySpan<char> word);
+    }
+
+    /// <summary>The hand-written count: a char loop and a dictionary looked up by span.</summary>
+    private struct DictionaryCounter() : IWordCounter<DictionaryCounter>
+    {
+        public static DictionaryCounter Create() => new();
+
+        private readonly Dictionary<string, long>.AlternateLookup<ReadOnlySpan<char>> lookup =
+            new Dictionary<string, long>(1 << 16, StringComparer.Ordinal).GetAlternateLookup<ReadOnlySpan<char>>();
+
+        public readonly Dictionary<string, long> Counts => lookup.Dictionary;
+
+        public readonly void CountWords(ReadOnlySpan<char> text)
         {
-            while (i < text.Length && !char.IsLetter(text[i]))
+            var i = 0;
+            while (i < text.Length)
             {
-                i++;
-            }
-            var start = i;
-            while (i < text.Length && char.IsLetter(text[i]))
-            {
-                i++;
-            }
-            if (i > start)
-            {
-                CollectionsMarshal.GetValueRefOrAddDefault(lookup, text[start..i], out _)++;
+                while (i < text.Length && !char.IsLetter(text[i]))
+                {
+                    i++;
+                }
+                var start = i;
+                while (i < text.Length && char.IsLetter(text[i]))
+                {
+                    i++;
+                }
+                if (i > start)
+                {
+                    CountWord(text[start..i]);
+                }
             }
         }
+
+        public readonly void CountWord(ReadOnlySpan<char> word) => CollectionsMarshal.GetValueRefOrAddDefault(lookup, word, out _)++;
+    }
+
+    /// <summary>The engine's map kernel.</summary>
+    private struct KernelCounter() : IWordCounter<KernelCounter>
+    {
+        public static KernelCounter Create() => new();
+
+        private readonly CountTable table = new();
+
+        public readonly Dictionary<string, long> Counts
+        {
+            get
+            {
+                var counts = new Dictionary<string, long>(table.Count, StringComparer.Ordinal);
+                var cursor = 0;
+                while (table.Next(ref cursor, out var word, out var total))
+                {
+                    counts[word.ToString()] = total;
+                }
+                return counts;
+            }
+        }
+
+        public readonly void CountWords(ReadOnlySpan<char> text)
+        {
+            var words = new WordTokenizer(text);
+            while (words.Next(out var word))
+            {
+                CountWord(text[word]);
+            }
+        }
+
+        public readonly void CountWord(ReadOnlySpan<char> word) => table.GetOrAdd(word, out _)++;
     }
 
     /// <summary>The classic shell pipeline over one or more files; returns false when the tools are missing.</summary>

@@ -92,6 +92,35 @@ public sealed class CliTests(EmbeddedEngineFixture engine) : IClassFixture<Embed
     }
 
     [Fact]
+    public async Task TheBenchPrintsEveryRunBesideItsBaselinesWithOutputsChecked()
+    {
+        // Small sizes, every kind of row: the bench exits non-zero when any engine or all-core count differs from the single pass.
+        var dir = Path.Combine(Path.GetTempPath(), "queue-tests", Guid.NewGuid().ToString("N"));
+        try
+        {
+            var bench = await Cli("bench", "--mb", "3", "--copies", "2", "--repeat", "2", "--dir", dir, "--books", RepoPaths.Gutenberg);
+            Assert.True(bench.Exit == 0, bench.Out + bench.Err);
+            foreach (var corpus in new[] { "generated, 1 file", "books x2, 8 large files", "books x2, 16 small files" })
+            {
+                foreach (var run in new[] { "C# all cores (baseline, median of 2)", "C# single pass", "tr | sort | uniq -c", "C# all cores, engine's tokeniser + table, median of 2", "engine, first job", "engine, again, median of 2" })
+                {
+                    var row = bench.Out.Split('\n').SingleOrDefault(l => l.StartsWith(corpus, StringComparison.Ordinal) && l.Contains(run, StringComparison.Ordinal) && (run != "engine, first job" || !l.Contains("again", StringComparison.Ordinal)));
+                    Assert.True(row is not null, $"No '{run}' row for '{corpus}' in:\n{bench.Out}");
+                    // seconds, MB/s and the ratio to the all-core baseline end every row.
+                    var numbers = row.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^3..];
+                    Assert.True(double.Parse(numbers[0], System.Globalization.CultureInfo.InvariantCulture) > 0, row);
+                    Assert.EndsWith("x", numbers[2], StringComparison.Ordinal);
+                }
+            }
+            Assert.Contains("peak RSS of this process", bench.Out, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task AnUnreachableIngressIsReportedClearly()
     {
         var result = await RunAsync($"http://127.0.0.1:{ServiceProcess.FreePort()}", "list");
