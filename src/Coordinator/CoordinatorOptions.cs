@@ -33,8 +33,8 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
     public TimeSpan BackupFloor { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Events taken from the queue at once. Default 64.</summary>
-    [Range(1, 1024)]
+    /// <summary>Events taken from the queue at once; a job's changes from one batch are one transaction (etcd allows 128 operations). Default 64.</summary>
+    [Range(1, 99)]
     public int EventBatchSize { get; set; } = 64;
 
     /// <summary>Pause before campaigning again after leadership was lost or the store failed. Default 1 s.</summary>

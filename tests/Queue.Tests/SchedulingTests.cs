@@ -66,6 +66,8 @@ public sealed class SchedulingTests : IAsyncLifetime
         foreach (var index in Enumerable.Range(0, run.Maps.Length))
         {
             await SendAsync(events, TaskEventKind.Started, spec.Id, index, "a" + index);
+            // The same report twice (redelivered): one attempt.
+            await SendAsync(events, TaskEventKind.Started, spec.Id, index, "a" + index);
             await SendAsync(events, TaskEventKind.Succeeded, spec.Id, index, "a" + index);
             // A redelivered attempt's report of the same task arrives late: ignored.
             await SendAsync(events, TaskEventKind.Succeeded, spec.Id, index, "b" + index);
@@ -86,6 +88,14 @@ public sealed class SchedulingTests : IAsyncLifetime
             }
         });
         Assert.Equal(3, (await tasks.ReceiveAsync(10, TimeSpan.Zero, CancellationToken.None)).Count);
+        // The batch's changes to the job went in one transaction: every map record has the same revision.
+        var store = Get<IKeyValueStore>();
+        var revisions = new HashSet<long>();
+        foreach (var index in Enumerable.Range(0, run.Maps.Length))
+        {
+            revisions.Add((await store.GetAsync(JobStore.TaskKey(spec.Id, TaskPhase.Map, index), CancellationToken.None))!.ModRevision);
+        }
+        Assert.Single(revisions);
 
         // A deposed leader changes nothing: its write fails the fence and the event goes back to the queue.
         await ((EmbeddedLeaderElection)Get<ILeaderElection>()).ExpireAsync(lead, CancellationToken.None);

@@ -42,21 +42,73 @@ public sealed class TaskEventHandler(
         {
             return 0;
         }
+        if (batch.Count == 0)
+        {
+            return 0;
+        }
+        // The batch's events are applied to staged copies, then each job's changes go in one fenced
+        // write (its tasks and status together), then the messages are settled: one round trip per job
+        // and batch instead of one per event, so a burst of completions does not queue behind etcd.
+        var staged = new Dictionary<string, StagedJob>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var message in batch)
+            {
+                Stage(session, message, staged);
+            }
+            foreach (var job in staged.Values)
+            {
+                var writes = new List<KvWrite>(job.Changed.Count + 1);
+                foreach (var task in job.Changed.Values)
+                {
+                    writes.Add(LeaderSession.TaskWrite(job.Run.Spec.Id, task));
+                }
+                writes.Add(session.StatusWrite(job.Status));
+                await session.CommitAsync(writes, cancellationToken);
+                job.Run.Maps = job.Maps;
+                job.Run.Reduces = job.Reduces;
+                job.Run.Status = job.Status;
+            }
+            foreach (var job in staged.Values)
+            {
+                if (job.MapSucceeded)
+                {
+                    await planner.AdvanceAsync(session, job.Run, TaskPhase.Map, cancellationToken);
+                }
+                if (job.ReduceSucceeded)
+                {
+                    await planner.AdvanceAsync(session, job.Run, TaskPhase.Reduce, cancellationToken);
+                }
+            }
+        }
+        catch
+        {
+            // Another leader (or a later session) handles them; what was committed reads as duplicates then.
+            foreach (var message in batch)
+            {
+                await message.AbandonAsync(CancellationToken.None);
+            }
+            throw;
+        }
         foreach (var message in batch)
         {
-            try
-            {
-                await HandleAsync(session, message, cancellationToken);
-            }
-            catch
-            {
-                // Another leader (or a later session) handles it.
-                await message.AbandonAsync(CancellationToken.None);
-                throw;
-            }
             await message.CompleteAsync(CancellationToken.None);
         }
         return batch.Count;
+    }
+
+    /// <summary>A job's state with the batch's events applied, not yet written.</summary>
+    private sealed class StagedJob(JobRun run)
+    {
+        public JobRun Run { get; } = run;
+        public TaskRecord[] Maps { get; set; } = run.Maps;
+        public TaskRecord[] Reduces { get; set; } = run.Reduces;
+        public JobStatus Status { get; set; } = run.Status;
+        public Dictionary<(TaskPhase, int), TaskRecord> Changed { get; } = [];
+        public bool MapSucceeded { get; set; }
+        public bool ReduceSucceeded { get; set; }
+
+        public TaskRecord[] Tasks(TaskPhase phase) => phase == TaskPhase.Map ? Maps : Reduces;
     }
 
     /// <summary>Poison tasks: the job fails with the task's last error; the dead letter is recorded on the task.</summary>
@@ -104,7 +156,7 @@ public sealed class TaskEventHandler(
         }
     }
 
-    private async Task HandleAsync(LeaderSession session, ILeasedMessage message, CancellationToken cancellationToken)
+    private void Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
     {
         TaskEvent? report;
         try
@@ -121,10 +173,14 @@ public sealed class TaskEventHandler(
             return;
         }
         var taskId = TaskNames.TaskId(report.Phase, report.Index);
-        if (!session.Active.TryGetValue(report.JobId, out var run))
+        if (!staged.TryGetValue(report.JobId, out var run))
         {
-            Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "job not active");
-            return;
+            if (!session.Active.TryGetValue(report.JobId, out var active))
+            {
+                Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "job not active");
+                return;
+            }
+            run = staged[report.JobId] = new StagedJob(active);
         }
         var records = run.Tasks(report.Phase);
         if (report.Index < 0 || report.Index >= records.Length)
@@ -137,6 +193,12 @@ public sealed class TaskEventHandler(
         {
             // A duplicate or late report from a redelivered attempt: the first committed attempt won.
             Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, $"task already {task.State}");
+            return;
+        }
+        if (report.Kind == TaskEventKind.Started && task.LastAttempt == report.AttemptId)
+        {
+            // Redelivered after its write landed (the batch it came in failed later): counted once.
+            Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "already started");
             return;
         }
         var status = run.Status;
@@ -175,15 +237,20 @@ public sealed class TaskEventHandler(
         {
             task = task with { Status = report.Status };
         }
-        var updated = (TaskRecord[])records.Clone();
+        // Copied once per batch: the leader's own arrays change only after the write.
+        var updated = ReferenceEquals(records, run.Run.Tasks(report.Phase)) ? (TaskRecord[])records.Clone() : records;
         updated[report.Index] = task;
-        status = JobRun.WithProgress(status, report.Phase, updated);
-        await session.CommitAsync([LeaderSession.TaskWrite(run.Spec.Id, task), session.StatusWrite(status)], cancellationToken);
-        run.SetTasks(report.Phase, updated);
-        run.Status = status;
-        if (report.Kind == TaskEventKind.Succeeded)
+        run.Changed[(report.Phase, report.Index)] = task;
+        run.Status = JobRun.WithProgress(status, report.Phase, updated);
+        if (report.Phase == TaskPhase.Map)
         {
-            await planner.AdvanceAsync(session, run, report.Phase, cancellationToken);
+            run.Maps = updated;
+            run.MapSucceeded |= report.Kind == TaskEventKind.Succeeded;
+        }
+        else
+        {
+            run.Reduces = updated;
+            run.ReduceSucceeded |= report.Kind == TaskEventKind.Succeeded;
         }
     }
 }
