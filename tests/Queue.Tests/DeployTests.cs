@@ -3,6 +3,8 @@ using Queue.Tests.Infrastructure;
 
 namespace Queue.Tests;
 
+// With the other tests that run the SDK on the repository (dotnet run, cluster.sh): concurrent restores of one project collide.
+[Collection("readme")]
 public sealed class DeployTests
 {
     /// <summary>
@@ -25,5 +27,37 @@ public sealed class DeployTests
         Assert.Contains("ok   azure:", output, StringComparison.Ordinal);
         Assert.Contains("ok   rabbitmq:", output, StringComparison.Ordinal);
         Assert.Contains("deploy: all checks passed", output, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Each image's publish command, as its Dockerfile has it (for amd64), runs offline and yields
+    /// ReadyToRun code: the service's assembly carries precompiled native code beside its IL.
+    /// </summary>
+    [Theory]
+    [InlineData("worker", "Queue.Worker")]
+    [InlineData("coordinator", "Queue.Coordinator")]
+    [InlineData("ingress", "Queue.Ingress")]
+    public async Task EachImagePublishesReadyToRunCode(string image, string assembly)
+    {
+        var dockerfile = await File.ReadAllTextAsync(Path.Combine(RepoPaths.Root, "deploy", "docker", $"Dockerfile.{image}"));
+        var command = dockerfile.Replace("\\\n", " ", StringComparison.Ordinal).Split('\n')
+            .Single(l => l.StartsWith("RUN --mount=", StringComparison.Ordinal) && l.Contains("dotnet publish", StringComparison.Ordinal));
+        command = command[command.IndexOf("dotnet publish", StringComparison.Ordinal)..];
+        var output = Path.Combine(Path.GetTempPath(), "queue-tests", Guid.NewGuid().ToString("N"));
+        Assert.Contains(" -o /app ", command, StringComparison.Ordinal);
+        try
+        {
+            var result = await OsProcess.BashAsync($"TARGETARCH=amd64; {command.Replace(" -o /app ", $" -o '{output}' ", StringComparison.Ordinal)} -nologo -v quiet", RepoPaths.Root, TimeSpan.FromMinutes(5));
+            Assert.True(result.Exit == 0, result.Output);
+            using var pe = new System.Reflection.PortableExecutable.PEReader(File.OpenRead(Path.Combine(output, assembly + ".dll")));
+            Assert.True(pe.PEHeaders.CorHeader!.ManagedNativeHeaderDirectory.Size > 0, $"{assembly}.dll has no ReadyToRun code.");
+        }
+        finally
+        {
+            if (Directory.Exists(output))
+            {
+                Directory.Delete(output, recursive: true);
+            }
+        }
     }
 }
