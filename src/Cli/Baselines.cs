@@ -103,6 +103,7 @@ public static class Baselines
     }
 
     /// <summary>Counts the lines that start in [offset, offset + length): a range skips the partial line it starts in and finishes the one it ends in.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CountRange<TCounter>(string path, long offset, long length, ref TCounter counter) where TCounter : struct, IWordCounter<TCounter>
     {
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
@@ -196,6 +197,7 @@ public static class Baselines
 
         public readonly Dictionary<string, long> Counts => lookup.Dictionary;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void CountWords(ReadOnlySpan<char> text)
         {
             var i = 0;
@@ -241,6 +243,7 @@ public static class Baselines
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public readonly void CountWords(ReadOnlySpan<char> text)
         {
             var words = new WordTokenizer(text);

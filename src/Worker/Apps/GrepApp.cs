@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using Queue.Contracts.Apps;
 
@@ -28,6 +29,7 @@ public sealed class GrepApp : IMapReduceApp
 
     public bool NeedsLineNumbers => true;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Map(MapInput input, IMapEmitter emit)
     {
         var text = input.Text;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Queue.Contracts.Apps;
 
@@ -10,6 +11,7 @@ public sealed class IndexerApp : IMapReduceApp
     // Per-chunk de-duplication keeps map output near one record per distinct word and document.
     private readonly HashSet<string> seen = new(StringComparer.Ordinal);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Map(MapInput input, IMapEmitter emit)
     {
         seen.Clear();

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Queue.Contracts.Apps;
 
 namespace Queue.Worker.Apps;
@@ -10,6 +11,7 @@ public sealed class WordCountApp : IMapReduceApp
 
     public bool CombinesBySum => true;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Map(MapInput input, IMapEmitter emit)
     {
         var text = input.Text;

@@ -72,6 +72,7 @@ public ref struct WordTokenizer(ReadOnlySpan<char> text)
     }
 
     /// <summary>Bit i set when text[from + i] is a letter; bits past the end are clear.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static ulong LetterMask(ReadOnlySpan<char> text, int from)
     {
         if (!Vector128.IsHardwareAccelerated || from + 64 > text.Length)

@@ -25,6 +25,7 @@ public sealed class CountTable
     public static int CostOf(int keyLength) => (2 * Unsafe.SizeOf<Slot>()) + (2 * keyLength);
 
     /// <summary>The key's running total, added at 0 when new (<paramref name="added"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public ref long GetOrAdd(ReadOnlySpan<char> key, out bool added)
     {
         Load(key, out var head, out var tail);
@@ -49,6 +50,7 @@ public sealed class CountTable
     }
 
     /// <summary>Walks the entries in no particular order: start with <paramref name="cursor"/> 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Next(ref int cursor, out ReadOnlySpan<char> key, out long total)
     {
         while (cursor < slots.Length)
@@ -92,6 +94,7 @@ public sealed class CountTable
         return ref GetOrAdd(key, out _);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Grow()
     {
         var old = slots;

@@ -141,6 +141,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     }
 
     /// <summary>Combines every pending key into one record of the sort buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void FlushPending()
     {
         if (sums is not null)
@@ -274,6 +275,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Spill()
     {
         SortBuffer();
@@ -299,6 +301,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     }
 
     /// <summary>Copies a sorted stream to <paramref name="output"/>, combining each key's values when the app can.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteCombined(IRecordSource sorted, RecordWriter output)
     {
         using var groups = new RecordGroups(sorted);

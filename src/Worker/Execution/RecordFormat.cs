@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace Queue.Worker.Execution;
 
@@ -25,6 +26,7 @@ public sealed class RecordWriter(Stream stream) : IDisposable
 
     public long Bytes { get; private set; }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Write(ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
     {
         var need = key.Length + value.Length + 10;
@@ -98,6 +100,7 @@ public sealed class RecordReader(Stream stream) : IRecordSource
 
     public ReadOnlySpan<byte> Value => buffer.AsSpan(valueStart, valueLength);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool MoveNext()
     {
         if (!Ensure(1))
@@ -138,6 +141,7 @@ public sealed class RecordReader(Stream stream) : IRecordSource
     }
 
     /// <summary>Makes at least <paramref name="count"/> bytes available from <see cref="start"/>; false at end of stream.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Ensure(int count)
     {
         if (end - start >= count)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Queue.Worker.Execution;
 
 /// <summary>
@@ -31,6 +33,7 @@ public sealed class RecordMerger : IRecordSource
 
     public ReadOnlySpan<byte> Value => sources[current].Value;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool MoveNext()
     {
         if (advancePending)
@@ -73,6 +76,7 @@ public sealed class RecordMerger : IRecordSource
         return c < 0 || (c == 0 && a < b);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SiftUp(int i)
     {
         while (i > 0)
@@ -87,6 +91,7 @@ public sealed class RecordMerger : IRecordSource
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SiftDown(int i)
     {
         while (true)
@@ -137,6 +142,7 @@ public sealed class RecordGroups : IDisposable
     /// <summary>The current group's values as strings; enumerate at most once per group.</summary>
     public IEnumerable<string> Values => values;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool NextGroup()
     {
         // Skip what the caller left of the current group; this stops on the next group's first record.
@@ -158,6 +164,7 @@ public sealed class RecordGroups : IDisposable
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool NextValue(out ReadOnlySpan<byte> value)
     {
         value = default;
@@ -194,6 +201,7 @@ public sealed class RecordGroups : IDisposable
 
         System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => this;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public bool MoveNext()
         {
             if (!groups.NextValue(out var value))

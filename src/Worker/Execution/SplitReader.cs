@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Queue.Worker.Execution;
@@ -56,6 +57,7 @@ public sealed class SplitReader : IDisposable
     public long FirstLineOffset { get; private set; }
 
     /// <summary>Returns the next chunk of whole lines, or false when the split is done.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool TryReadChunk(out ReadOnlyMemory<char> text)
     {
         text = default;
@@ -125,6 +127,7 @@ public sealed class SplitReader : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SkipThroughNewline()
     {
         while (true)
@@ -151,6 +154,7 @@ public sealed class SplitReader : IDisposable
     }
 
     /// <summary>Moves unread bytes to the front and reads until the buffer is full or the stream ends.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Fill()
     {
         if (start > 0)
