@@ -87,6 +87,33 @@ public sealed class EmbeddedStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task PrefixListingsFindTheirKeysAmongManyAndDropExpiredLeases()
+    {
+        using var store = new EmbeddedKeyValueStore(LogPath, TimeProvider.System);
+        for (var batch = 0; batch < 20; batch++)
+        {
+            var writes = Enumerable.Range(batch * 100, 100).SelectMany(i => new[] { new KvWrite($"/jobs/{i:D4}/spec", Bytes("s")), new KvWrite($"/jobs/{i:D4}/status", Bytes("t")) }).ToList();
+            Assert.True(await store.TransactAsync([], writes, CancellationToken.None));
+        }
+        async Task<List<string>> Keys(string prefix) => (await store.ListAsync(prefix, CancellationToken.None)).Select(e => e.Key).ToList();
+        Assert.Equal(["/jobs/1234/spec", "/jobs/1234/status"], await Keys("/jobs/1234/"));
+        Assert.Equal(4000, (await Keys("/jobs/")).Count);
+        Assert.Equal((await Keys("/jobs/")).Order(StringComparer.Ordinal), await Keys("/jobs/"));
+        Assert.Empty(await Keys("/jobs/9999/"));
+        Assert.Empty(await Keys("/zz"));
+        Assert.Empty(await Keys("/a"));
+
+        // A leased key whose lease ran out is not listed, and listing it away does not upset the walk.
+        await store.PutLeasedAsync("/workers/a", Bytes("1"), TimeSpan.FromMilliseconds(50), CancellationToken.None);
+        await store.PutLeasedAsync("/workers/b", Bytes("2"), TimeSpan.FromMinutes(1), CancellationToken.None);
+        await store.PutLeasedAsync("/workers/c", Bytes("3"), TimeSpan.FromMilliseconds(50), CancellationToken.None);
+        await Task.Delay(300);
+        Assert.Equal(["/workers/b"], await Keys("/workers/"));
+        Assert.Equal(["/workers/b"], await Keys("/workers/"));
+        Assert.Null(await store.GetAsync("/workers/a", CancellationToken.None));
+    }
+
+    [Fact]
     public void ASecondEngineOnTheSameFolderIsRefusedClearly()
     {
         using var first = new EmbeddedKeyValueStore(LogPath, TimeProvider.System);

@@ -21,7 +21,10 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
     private const long CompactAtBytes = 8 << 20;
 
     private readonly Lock gate = new();
-    private readonly SortedDictionary<string, KvEntry> entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, KvEntry> entries = new(StringComparer.Ordinal);
+    // The keys in order, for prefix listings that start at the prefix (O(log n)) instead of scanning from
+    // the first key: the store keeps every finished job, and the ingress and the scheduler list often.
+    private readonly SortedSet<string> keys = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> leaseExpiry = new(StringComparer.Ordinal);
     private readonly List<(string Prefix, System.Threading.Channels.Channel<KvChange> Changes)> watchers = [];
     private readonly TimeProvider time;
@@ -77,19 +80,28 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
         var found = new List<KvEntry>();
         lock (gate)
         {
-            foreach (var (key, entry) in entries)
+            if (keys.Count == 0 || string.CompareOrdinal(prefix, keys.Max) > 0)
             {
-                if (key.StartsWith(prefix, StringComparison.Ordinal))
-                {
-                    if (IsLive(key))
-                    {
-                        found.Add(entry);
-                    }
-                }
-                else if (string.CompareOrdinal(key, prefix) > 0)
+                return Task.FromResult<IReadOnlyList<KvEntry>>(found);
+            }
+            List<string>? expired = null;
+            foreach (var key in keys.GetViewBetween(prefix, keys.Max!))
+            {
+                if (!key.StartsWith(prefix, StringComparison.Ordinal))
                 {
                     break;
                 }
+                if (leaseExpiry.TryGetValue(key, out var expiry) && expiry <= time.GetTimestamp())
+                {
+                    // Dropped after the walk: the set cannot change under its own enumerator.
+                    (expired ??= []).Add(key);
+                    continue;
+                }
+                found.Add(entries[key]);
+            }
+            foreach (var key in expired ?? [])
+            {
+                IsLive(key);
             }
         }
         return Task.FromResult<IReadOnlyList<KvEntry>>(found);
@@ -193,7 +205,7 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
             return true;
         }
         leaseExpiry.Remove(key);
-        entries.Remove(key);
+        Remove(key);
         return false;
     }
 
@@ -201,7 +213,7 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
     {
         if (value is null)
         {
-            if (entries.Remove(key, out var old))
+            if (Remove(key) is { } old)
             {
                 liveBytes -= EntryBytes(old);
             }
@@ -214,8 +226,30 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
             liveBytes -= EntryBytes(current);
         }
         var entry = new KvEntry(key, value, created, atRevision);
-        entries[key] = entry;
+        Put(entry);
         liveBytes += EntryBytes(entry);
+    }
+
+    private void Put(KvEntry entry)
+    {
+        if (entries.TryAdd(entry.Key, entry))
+        {
+            keys.Add(entry.Key);
+        }
+        else
+        {
+            entries[entry.Key] = entry;
+        }
+    }
+
+    private KvEntry? Remove(string key)
+    {
+        if (!entries.Remove(key, out var old))
+        {
+            return null;
+        }
+        keys.Remove(key);
+        return old;
     }
 
     private static long EntryBytes(KvEntry entry) => entry.Key.Length + entry.Value.Length + 32;
@@ -359,7 +393,7 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
                 case OpSnapshotPut:
                     var value = reader.ReadBytes(reader.ReadInt32());
                     var entry = new KvEntry(key, value, reader.ReadInt64(), reader.ReadInt64());
-                    entries[key] = entry;
+                    Put(entry);
                     liveBytes += EntryBytes(entry);
                     break;
                 default:
