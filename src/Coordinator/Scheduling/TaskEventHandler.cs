@@ -63,21 +63,17 @@ public sealed class TaskEventHandler(
                 {
                     writes.Add(LeaderSession.TaskWrite(job.Run.Spec.Id, task));
                 }
-                writes.Add(session.StatusWrite(job.Status));
+                writes.Add(session.StatusWrite(job.Next.Status));
                 await session.CommitAsync(writes, cancellationToken);
-                job.Run.Maps = job.Maps;
-                job.Run.Reduces = job.Reduces;
-                job.Run.Status = job.Status;
+                job.Run.Maps = job.Next.Maps;
+                job.Run.Reduces = job.Next.Reduces;
+                job.Run.Status = job.Next.Status;
             }
             foreach (var job in staged.Values)
             {
-                if (job.MapSucceeded)
+                foreach (var phase in job.Succeeded)
                 {
-                    await planner.AdvanceAsync(session, job.Run, TaskPhase.Map, cancellationToken);
-                }
-                if (job.ReduceSucceeded)
-                {
-                    await planner.AdvanceAsync(session, job.Run, TaskPhase.Reduce, cancellationToken);
+                    await planner.AdvanceAsync(session, job.Run, phase, cancellationToken);
                 }
             }
         }
@@ -97,18 +93,14 @@ public sealed class TaskEventHandler(
         return batch.Count;
     }
 
-    /// <summary>A job's state with the batch's events applied, not yet written.</summary>
+    /// <summary>A job with the batch's events applied to a copy (<see cref="Next"/>), not yet written.</summary>
     private sealed class StagedJob(JobRun run)
     {
         public JobRun Run { get; } = run;
-        public TaskRecord[] Maps { get; set; } = run.Maps;
-        public TaskRecord[] Reduces { get; set; } = run.Reduces;
-        public JobStatus Status { get; set; } = run.Status;
+        public JobRun Next { get; } = new(run.Spec, run.Status) { Maps = run.Maps, Reduces = run.Reduces };
         public Dictionary<(TaskPhase, int), TaskRecord> Changed { get; } = [];
-        public bool MapSucceeded { get; set; }
-        public bool ReduceSucceeded { get; set; }
-
-        public TaskRecord[] Tasks(TaskPhase phase) => phase == TaskPhase.Map ? Maps : Reduces;
+        /// <summary>Phases with a task that succeeded in this batch: the phase may be complete.</summary>
+        public HashSet<TaskPhase> Succeeded { get; } = [];
     }
 
     /// <summary>Poison tasks: the job fails with the task's last error; the dead letter is recorded on the task.</summary>
@@ -182,7 +174,7 @@ public sealed class TaskEventHandler(
             }
             run = staged[report.JobId] = new StagedJob(active);
         }
-        var records = run.Tasks(report.Phase);
+        var records = run.Next.Tasks(report.Phase);
         if (report.Index < 0 || report.Index >= records.Length)
         {
             Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "no such task");
@@ -201,7 +193,7 @@ public sealed class TaskEventHandler(
             Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "already started");
             return;
         }
-        var status = run.Status;
+        var status = run.Next.Status;
         switch (report.Kind)
         {
             case TaskEventKind.Started:
@@ -241,16 +233,11 @@ public sealed class TaskEventHandler(
         var updated = ReferenceEquals(records, run.Run.Tasks(report.Phase)) ? (TaskRecord[])records.Clone() : records;
         updated[report.Index] = task;
         run.Changed[(report.Phase, report.Index)] = task;
-        run.Status = JobRun.WithProgress(status, report.Phase, updated);
-        if (report.Phase == TaskPhase.Map)
+        run.Next.SetTasks(report.Phase, updated);
+        run.Next.Status = JobRun.WithProgress(status, report.Phase, updated);
+        if (report.Kind == TaskEventKind.Succeeded)
         {
-            run.Maps = updated;
-            run.MapSucceeded |= report.Kind == TaskEventKind.Succeeded;
-        }
-        else
-        {
-            run.Reduces = updated;
-            run.ReduceSucceeded |= report.Kind == TaskEventKind.Succeeded;
+            run.Succeeded.Add(report.Phase);
         }
     }
 }
