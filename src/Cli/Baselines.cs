@@ -22,7 +22,7 @@ public static class Baselines
         foreach (var path in paths)
         {
             // The whole file is one range of the all-core count's reader.
-            CountRange(path, 0, new FileInfo(path).Length, ref counts);
+            CountRange(path, 0, new FileInfo(path).Length, counts);
         }
         return counts.Counts;
     }
@@ -83,9 +83,9 @@ public static class Baselines
         var partials = new System.Collections.Concurrent.ConcurrentBag<Dictionary<string, long>>();
         // One range at a time: the default partitioner hands out growing chunks, which on a few ranges can leave one core idle at the end.
         Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(ranges, System.Collections.Concurrent.EnumerablePartitionerOptions.NoBuffering), new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-            () => new StrongBox<TCounter>(TCounter.Create()),
-            (range, _, counter) => { CountRange(range.File, range.Offset, range.Length, ref counter.Value); return counter; },
-            counter => partials.Add(counter.Value.Counts));
+            TCounter.Create,
+            (range, _, counter) => { CountRange(range.File, range.Offset, range.Length, counter); return counter; },
+            counter => partials.Add(counter.Counts));
         Dictionary<string, long>? merged = null;
         foreach (var partial in partials)
         {
@@ -104,7 +104,7 @@ public static class Baselines
 
     /// <summary>Counts the lines that start in [offset, offset + length): a range skips the partial line it starts in and finishes the one it ends in.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void CountRange<TCounter>(string path, long offset, long length, ref TCounter counter) where TCounter : struct, IWordCounter<TCounter>
+    private static void CountRange<TCounter>(string path, long offset, long length, TCounter counter) where TCounter : struct, IWordCounter<TCounter>
     {
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
         var bytes = ArrayPool<byte>.Shared.Rent(1 << 20);
@@ -176,6 +176,7 @@ public static class Baselines
         }
     }
 
+    /// <summary>A count's state: references only, so a copy counts into the same table (no boxing, no ref passing).</summary>
     private interface IWordCounter<TSelf> where TSelf : struct, IWordCounter<TSelf>
     {
         static abstract TSelf Create();
