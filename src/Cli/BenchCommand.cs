@@ -118,7 +118,7 @@ public static class BenchCommand
                     }
                     engineRuns.Add(await RunEngineAsync(engine, request, dataPath, reference, ct));
                 }
-                var parallel = Median(allCoreRuns);
+                var parallel = Statistics.Median(allCoreRuns);
                 void Row(string run, double seconds) =>
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name,-30} {run,-70} {seconds,8:0.000} {megas / seconds,7:0.0} {parallel / seconds,10:0.00}x"));
                 string Engine(string label, (double Seconds, JobView View, double JitMs) run) =>
@@ -134,7 +134,7 @@ public static class BenchCommand
                         Row("tr | sort | uniq -c", watch.Elapsed.TotalSeconds);
                     }
                 }
-                Row($"C# all cores, engine's tokeniser + table{runsNote}", Median(kernelRuns));
+                Row($"C# all cores, engine's tokeniser + table{runsNote}", Statistics.Median(kernelRuns));
                 Row(Engine(first ? "engine, first job of the process" : "engine, first job", firstRun), firstRun.Seconds);
                 engineRuns.Sort((x, y) => x.Seconds.CompareTo(y.Seconds));
                 var middle = engineRuns[engineRuns.Count / 2];
@@ -165,12 +165,6 @@ public static class BenchCommand
             throw new CliException($"The engine's output differs from the baseline on {request.Input}: {mismatch}", 1);
         }
         return (seconds, view, jitMs);
-    }
-
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values.Count % 2 == 1 ? values[values.Count / 2] : (values[(values.Count / 2) - 1] + values[values.Count / 2]) / 2;
     }
 
     /// <summary>The books copied n times: as one large file per book, or one small file per copy.</summary>

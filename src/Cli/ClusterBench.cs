@@ -45,20 +45,8 @@ public static class ClusterBench
         var times = new List<double>();
         for (var run = 0; run <= warmRuns; run++)
         {
-            var watch = Stopwatch.StartNew();
-            var id = await client.SubmitAsync(new JobRequest { App = "wordcount", Input = BooksContainer, MapTasks = 8, ReduceTasks = 4 }, ct);
-            var details = await WaitAsync(client, id, ct);
-            var seconds = watch.Elapsed.TotalSeconds;
-            if (details.Status.State != JobState.Succeeded)
-            {
-                await Console.Error.WriteLineAsync($"The books job ended {details.Status.State}: {details.Status.Error}");
-                return 1;
-            }
-            if (run == 0 && await CompareAsync(client, id, reference, ct) is { } mismatch)
-            {
-                await Console.Error.WriteLineAsync($"The cluster's output differs from the baseline: {mismatch}");
-                return 1;
-            }
+            var request = new JobRequest { App = "wordcount", Input = BooksContainer, MapTasks = 8, ReduceTasks = 4 };
+            var (seconds, _) = await RunJobAsync(client, request, "books", run == 0 ? reference : null, ct);
             if (run > 0)
             {
                 times.Add(seconds);
@@ -68,8 +56,8 @@ public static class ClusterBench
                 Console.WriteLine($"books job, first run: {seconds:0.000} s (output equals the baseline)");
             }
         }
-        times.Sort();
-        Console.WriteLine($"books job, warm: median {Median(times):0.000} s over {times.Count} runs ({bytes / 1e6 / Median(times):0.0} MB/s)");
+        var warm = Statistics.Median(times);
+        Console.WriteLine($"books job, warm: median {warm:0.000} s over {times.Count} runs ({bytes / 1e6 / warm:0.0} MB/s)");
 
         if (copies > 0)
         {
@@ -101,30 +89,21 @@ public static class ClusterBench
                     Baselines.WordCountAllCores(local);
                     baselines.Add(watch.Elapsed.TotalSeconds);
                 }
-                baselines.Sort();
-                var baseline = baselines[1];
+                var baseline = Statistics.Median(baselines);
                 var shapeTimes = new List<double>();
                 for (var run = 0; run < 4; run++)
                 {
-                    watch.Restart();
-                    var id = await client.SubmitAsync(new JobRequest { App = "wordcount", Input = container, MapTasks = 8, ReduceTasks = 2 }, ct);
-                    var details = await WaitAsync(client, id, ct);
-                    shapeTimes.Add(watch.Elapsed.TotalSeconds);
-                    if (details.Status.State != JobState.Succeeded)
+                    var request = new JobRequest { App = "wordcount", Input = container, MapTasks = 8, ReduceTasks = 2 };
+                    var (seconds, _) = await RunJobAsync(client, request, container, run == 0 ? allCores : null, ct);
+                    // The first run is a warm-up.
+                    if (run > 0)
                     {
-                        await Console.Error.WriteLineAsync($"The {container} job ended {details.Status.State}: {details.Status.Error}");
-                        return 1;
-                    }
-                    if (run == 0 && await CompareAsync(client, id, allCores, ct) is { } mismatch)
-                    {
-                        await Console.Error.WriteLineAsync($"The cluster's output differs from the all-core baseline on {container}: {mismatch}");
-                        return 1;
+                        shapeTimes.Add(seconds);
                     }
                 }
-                shapeTimes.RemoveAt(0);
-                shapeTimes.Sort();
+                var shape = Statistics.Median(shapeTimes);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"books x{copies}, {local.Count} {(large ? "large" : "small")} files ({size / 1e6:0} MB): warm median {Median(shapeTimes):0.000} s, all-core baseline here {baseline:0.000} s, engine / baseline {baseline / Median(shapeTimes):0.00}x"));
+                    $"books x{copies}, {local.Count} {(large ? "large" : "small")} files ({size / 1e6:0} MB): warm median {shape:0.000} s, all-core baseline here {baseline:0.000} s, engine / baseline {baseline / shape:0.00}x"));
             }
         }
 
@@ -134,13 +113,7 @@ public static class ClusterBench
         var toRecord = new List<double>();
         for (var job = 0; job < overheadJobs; job++)
         {
-            var id = await client.SubmitAsync(new JobRequest { App = "wordcount", Input = TinyContainer, MapTasks = 4, ReduceTasks = 4 }, ct);
-            var details = await WaitAsync(client, id, ct);
-            if (details.Status.State != JobState.Succeeded)
-            {
-                await Console.Error.WriteLineAsync($"An overhead job ended {details.Status.State}: {details.Status.Error}");
-                return 1;
-            }
+            var (_, details) = await RunJobAsync(client, new JobRequest { App = "wordcount", Input = TinyContainer, MapTasks = 4, ReduceTasks = 4 }, "overhead", null, ct);
             if (details.Status.StartedAt is { } planned)
             {
                 // Submission (the ingress's clock) to the leader planning the job: how soon a new job is seen.
@@ -161,10 +134,31 @@ public static class ClusterBench
         toStart.Sort();
         toRecord.Sort();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"per-task overhead over {overhead.Count} tasks: p50 {Percentile(overhead, 0.5):0.0} ms, p95 {Percentile(overhead, 0.95):0.0} ms " +
-            $"(sent to started p50 {Percentile(toStart, 0.5):0.0} ms, finished to recorded p50 {Percentile(toRecord, 0.5):0.0} ms); " +
-            $"submitted to planned p50 {Percentile(pickup, 0.5):0.0} ms, p95 {Percentile(pickup, 0.95):0.0} ms"));
+            $"per-task overhead over {overhead.Count} tasks: p50 {Statistics.Percentile(overhead, 0.5):0.0} ms, p95 {Statistics.Percentile(overhead, 0.95):0.0} ms " +
+            $"(sent to started p50 {Statistics.Percentile(toStart, 0.5):0.0} ms, finished to recorded p50 {Statistics.Percentile(toRecord, 0.5):0.0} ms); " +
+            $"submitted to planned p50 {Statistics.Percentile(pickup, 0.5):0.0} ms, p95 {Statistics.Percentile(pickup, 0.95):0.0} ms"));
         return 0;
+    }
+
+    /// <summary>
+    /// Submits a job and waits for its end; its output is checked against <paramref name="reference"/>
+    /// when one is given (outside the time). A job that does not succeed, or differs, ends the bench.
+    /// </summary>
+    private static async Task<(double Seconds, JobDetails Details)> RunJobAsync(IngressClient client, JobRequest request, string label, Dictionary<string, long>? reference, CancellationToken ct)
+    {
+        var watch = Stopwatch.StartNew();
+        var id = await client.SubmitAsync(request, ct);
+        var details = await WaitAsync(client, id, ct);
+        var seconds = watch.Elapsed.TotalSeconds;
+        if (details.Status.State != JobState.Succeeded)
+        {
+            throw new CliException($"The {label} job ended {details.Status.State}: {details.Status.Error}", 1);
+        }
+        if (reference is not null && await CompareAsync(client, id, reference, ct) is { } mismatch)
+        {
+            throw new CliException($"The cluster's output of the {label} job differs from the baseline: {mismatch}", 1);
+        }
+        return (seconds, details);
     }
 
     private static async Task<JobDetails> WaitAsync(IngressClient client, string id, CancellationToken ct)
@@ -189,8 +183,4 @@ public static class ClusterBench
         return Baselines.FirstDifference(text.Split('\n', StringSplitOptions.RemoveEmptyEntries), reference);
     }
 
-    private static double Median(List<double> sorted) => Percentile(sorted, 0.5);
-
-    private static double Percentile(List<double> sorted, double p) =>
-        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
 }
