@@ -49,8 +49,7 @@ public ref struct WordTokenizer(ReadOnlySpan<char> text)
             }
             if (!NextBlock())
             {
-                // The word runs to the end of the text; the next call finds nothing.
-                cursor = block;
+                // The word runs to the end of the text (cursor is now past it); the next call finds nothing.
                 break;
             }
         }
