@@ -81,6 +81,45 @@ public sealed class RecordTests
         Assert.False(reader.MoveNext());
     }
 
+    [Theory]
+    [InlineData(0, 1_000_000)]
+    [InlineData(1, 1_000_000)]
+    [InlineData(2, 1_000_000)]
+    [InlineData(17, 1_000_000)]
+    [InlineData(1000, 1_000_000)]
+    [InlineData(5000, 3)]
+    [InlineData(100_000, 50)]
+    [InlineData(100_000, 1_000_000)]
+    public void IntroSortOrdersLikeArraySort(int length, int range)
+    {
+        var random = new Random(length + range);
+        var items = new int[length];
+        for (var i = 0; i < length; i++)
+        {
+            items[i] = random.Next(range);
+        }
+        var expected = (int[])items.Clone();
+        Array.Sort(expected);
+        var quick = (int[])items.Clone();
+        IntroSort.Sort(quick.AsSpan(), new IntComparer());
+        Assert.Equal(expected, quick);
+        // The depth limit's fallback, which random input rarely reaches.
+        var heap = (int[])items.Clone();
+        IntroSort.HeapSort(heap.AsSpan(), new IntComparer());
+        Assert.Equal(expected, heap);
+        // Already sorted and reversed input: the median of three keeps both fast and correct.
+        IntroSort.Sort(quick.AsSpan(), new IntComparer());
+        Assert.Equal(expected, quick);
+        Array.Reverse(quick);
+        IntroSort.Sort(quick.AsSpan(), new IntComparer());
+        Assert.Equal(expected, quick);
+    }
+
+    private readonly struct IntComparer : IComparer<int>
+    {
+        public int Compare(int x, int y) => x.CompareTo(y);
+    }
+
     [Fact]
     public void MapOutputThatSpillsEqualsMapOutputThatFitsInMemory()
     {
@@ -116,10 +155,17 @@ public sealed class RecordTests
             }
             stream.Position = 0;
             using var groups = new RecordGroups(new RecordReader(stream));
+            byte[]? previous = null;
             while (groups.NextGroup())
             {
                 var key = Encoding.UTF8.GetString(groups.Key);
                 Assert.Equal(p, StableHash.Partition(groups.Key, 3));
+                // Keys leave the sort buffer (and the spills' merge) in strictly ascending byte order.
+                if (previous is not null && groups.Key.SequenceCompareTo(previous) <= 0)
+                {
+                    Assert.Fail($"'{key}' after '{Encoding.UTF8.GetString(previous)}'");
+                }
+                previous = groups.Key.ToArray();
                 result.Add($"{key}\t{app.Reduce(key, groups.Values)}");
             }
         }

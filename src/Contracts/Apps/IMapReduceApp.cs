@@ -23,6 +23,12 @@ public interface IMapReduceApp
     /// </summary>
     bool CombinesBySum => false;
 
+    /// <summary>
+    /// True when every value is a decimal integer and <see cref="Reduce"/> writes their sum (Hadoop's
+    /// LongSumReducer): the reduce side then adds the values as it reads them, with no string per key or value.
+    /// </summary>
+    bool ReducesBySum => false;
+
     /// <summary>True when the app reads <see cref="MapInput.FirstLineNumber"/>; it costs a scan of the blob before the split.</summary>
     bool NeedsLineNumbers => false;
 }

@@ -11,6 +11,8 @@ public sealed class WordCountApp : IMapReduceApp
 
     public bool CombinesBySum => true;
 
+    public bool ReducesBySum => true;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Map(MapInput input, IMapEmitter emit)
     {

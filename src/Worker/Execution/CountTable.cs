@@ -76,6 +76,7 @@ public sealed class CountTable
         Count = 0;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ref long Add(ref Slot slot, ReadOnlySpan<char> key, ulong head, ulong tail)
     {
         if (arena.Length - arenaUsed < key.Length)
@@ -151,6 +152,7 @@ public sealed class CountTable
         return h ^ (h >> 32);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static ulong HashMiddle(ulong h, ReadOnlySpan<char> middle)
     {
         foreach (var c in middle)

@@ -57,6 +57,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
 
     public long SpilledRecords { get; private set; }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Emit(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
     {
         OutputRecords++;
@@ -93,6 +94,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void EmitCount(ReadOnlySpan<char> key, long amount)
     {
         if (sums is null)
@@ -113,6 +115,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     }
 
     /// <summary>A summing combiner's map side: one running total per key, no value strings at all.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AddToSum(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
     {
         long amount;
@@ -127,6 +130,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         AddToSum(key, amount);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void AddToSum(ReadOnlySpan<char> key, long amount)
     {
         sums!.GetOrAdd(key, out var added) += amount;
@@ -171,6 +175,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     }
 
     /// <summary>Values repeat (wordcount's "1"): reuse one string per distinct small value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private string Intern(ReadOnlySpan<char> value)
     {
         if (value.SequenceEqual(lastValue))
@@ -200,6 +205,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         return text;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Append(ReadOnlySpan<char> key, ReadOnlySpan<char> value)
     {
         var max = (key.Length + value.Length) * 3;
@@ -257,7 +263,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         SortBuffer();
     }
 
-    private void SortBuffer() => meta.AsSpan(0, count).Sort(new MetaComparer(data));
+    private void SortBuffer() => IntroSort.Sort(meta.AsSpan(0, count), new MetaComparer(data));
 
     public void Dispose()
     {
@@ -371,6 +377,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     }
 
     /// <summary>The key's first 8 bytes, big-endian and zero-padded: comparing these as integers orders most keys without touching the arena.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Prefix(ReadOnlySpan<byte> key)
     {
         Span<byte> padded = stackalloc byte[8];
@@ -383,6 +390,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
 
     private readonly struct MetaComparer(byte[] data) : IComparer<Meta>
     {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Compare(Meta a, Meta b)
         {
             if (a.Partition != b.Partition)
@@ -407,6 +415,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
 
         public ReadOnlySpan<byte> Key
         {
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             get
             {
                 var m = owner.meta[index];
@@ -416,6 +425,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
 
         public ReadOnlySpan<byte> Value
         {
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)]
             get
             {
                 var m = owner.meta[index];
@@ -423,6 +433,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public bool MoveNext() => ++index < end;
 
         public void Dispose()

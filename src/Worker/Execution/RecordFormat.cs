@@ -69,6 +69,7 @@ public sealed class RecordWriter(Stream stream) : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int WriteVarint(Span<byte> span, int value)
     {
         var v = (uint)value;
@@ -96,9 +97,17 @@ public sealed class RecordReader(Stream stream) : IRecordSource
 
     public long BytesRead { get; private set; }
 
-    public ReadOnlySpan<byte> Key => buffer.AsSpan(keyStart, keyLength);
+    public ReadOnlySpan<byte> Key
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => buffer.AsSpan(keyStart, keyLength);
+    }
 
-    public ReadOnlySpan<byte> Value => buffer.AsSpan(valueStart, valueLength);
+    public ReadOnlySpan<byte> Value
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => buffer.AsSpan(valueStart, valueLength);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool MoveNext()
@@ -174,6 +183,7 @@ public sealed class RecordReader(Stream stream) : IRecordSource
         return true;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int ReadVarint(ref int pos)
     {
         var result = 0;

@@ -29,9 +29,17 @@ public sealed class RecordMerger : IRecordSource
         }
     }
 
-    public ReadOnlySpan<byte> Key => sources[current].Key;
+    public ReadOnlySpan<byte> Key
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => sources[current].Key;
+    }
 
-    public ReadOnlySpan<byte> Value => sources[current].Value;
+    public ReadOnlySpan<byte> Value
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => sources[current].Value;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool MoveNext()
@@ -70,6 +78,7 @@ public sealed class RecordMerger : IRecordSource
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Less(int a, int b)
     {
         var c = sources[a].Key.SequenceCompareTo(sources[b].Key);

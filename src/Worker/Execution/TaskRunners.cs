@@ -1,3 +1,7 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
@@ -258,30 +262,30 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
             }
 
             await using var output = await blobs.OpenWriteAsync(storage.OutputContainer, TaskNames.OutputPart(task.JobId, task.Index), cancellationToken);
-            long groups = 0, records = 0, outputBytes = 0, outputRecords = 0;
+            long groups, records, outputBytes, outputRecords;
             Dictionary<string, long>? user = null;
-            using (var text = new StreamWriter(output, new UTF8Encoding(false), 1 << 16, leaveOpen: true))
             using (var merged = new RecordGroups(new RecordMerger(inputs)))
             {
                 inputs = [];
-                if (streaming)
+                if (app.ReducesBySum)
                 {
-                    (groups, outputRecords, outputBytes, user) = await ReduceWithScriptAsync(task, merged, text, spillFolder, cancellationToken);
+                    (groups, outputBytes) = SumGroups(merged, output, cancellationToken);
+                    outputRecords = groups;
                 }
-                while (!streaming && merged.NextGroup())
+                else
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var key = Encoding.UTF8.GetString(merged.Key);
-                    var value = app.Reduce(key, merged.Values);
-                    text.Write(key);
-                    text.Write('\t');
-                    text.Write(value);
-                    text.Write('\n');
-                    groups++;
-                    outputBytes += Encoding.UTF8.GetByteCount(key) + Encoding.UTF8.GetByteCount(value) + 2;
+                    using var text = new StreamWriter(output, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+                    if (streaming)
+                    {
+                        (groups, outputRecords, outputBytes, user) = await ReduceWithScriptAsync(task, merged, text, spillFolder, cancellationToken);
+                    }
+                    else
+                    {
+                        (groups, outputBytes) = ReduceGroups(app, merged, text, cancellationToken);
+                        outputRecords = groups;
+                    }
                 }
                 records = merged.Records;
-                outputRecords = streaming ? outputRecords : groups;
             }
             // The first committed attempt wins; a later one finds the part there and reports the same result.
             await output.CommitAsync(overwrite: false, cancellationToken);
@@ -303,6 +307,84 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
                 Directory.Delete(spillFolder, recursive: true);
             }
         }
+    }
+
+    /// <summary>Calls the app's reduce once per key and writes <c>key&lt;TAB&gt;value</c> lines.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static (long Groups, long Bytes) ReduceGroups(IMapReduceApp app, RecordGroups merged, StreamWriter text, CancellationToken cancellationToken)
+    {
+        long groups = 0, bytes = 0;
+        while (merged.NextGroup())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var key = Encoding.UTF8.GetString(merged.Key);
+            var value = app.Reduce(key, merged.Values);
+            text.Write(key);
+            text.Write('\t');
+            text.Write(value);
+            text.Write('\n');
+            groups++;
+            bytes += Encoding.UTF8.GetByteCount(key) + Encoding.UTF8.GetByteCount(value) + 2;
+        }
+        return (groups, bytes);
+    }
+
+    /// <summary>
+    /// A summing reduce (<see cref="IMapReduceApp.ReducesBySum"/>): each key's values are added as
+    /// they are read and its line is written as UTF-8 bytes, with no string per key or value.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static (long Groups, long Bytes) SumGroups(RecordGroups merged, Stream output, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+        var used = 0;
+        long groups = 0, bytes = 0;
+        try
+        {
+            while (merged.NextGroup())
+            {
+                long sum = 0;
+                while (merged.NextValue(out var value))
+                {
+                    if (!Utf8Parser.TryParse(value, out long amount, out var consumed) || consumed != value.Length)
+                    {
+                        throw new FormatException($"The app reduces by sum, but a value is not an integer: '{Encoding.UTF8.GetString(value)}'.");
+                    }
+                    sum += amount;
+                }
+                var key = merged.Key;
+                // Key, tab, at most 20 digits and a sign, newline.
+                var need = key.Length + 23;
+                if (buffer.Length - used < need)
+                {
+                    output.Write(buffer, 0, used);
+                    used = 0;
+                    if (buffer.Length < need)
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = ArrayPool<byte>.Shared.Rent(need);
+                    }
+                }
+                key.CopyTo(buffer.AsSpan(used));
+                used += key.Length;
+                buffer[used++] = (byte)'\t';
+                sum.TryFormat(buffer.AsSpan(used), out var digits, default, CultureInfo.InvariantCulture);
+                used += digits;
+                buffer[used++] = (byte)'\n';
+                groups++;
+                bytes += key.Length + digits + 2;
+                if ((groups & 0xFFF) == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+            }
+            output.Write(buffer, 0, used);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return (groups, bytes);
     }
 
     /// <summary>
