@@ -29,6 +29,7 @@ public static class WorkerHostingExtensions
         builder.Services.AddSingleton<TaskProcessor>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskProcessor>());
         builder.Services.AddHostedService<WorkerHeartbeatService>();
+        builder.Services.AddHostedService<DataPathWarmupService>();
         // Shutdown waits for the drain: running tasks finish or are abandoned before the host stops.
         builder.Services.AddOptions<HostOptions>().Configure<IOptions<WorkerOptions>>((host, worker) =>
             host.ShutdownTimeout = worker.Value.DrainTimeout + TimeSpan.FromSeconds(5));

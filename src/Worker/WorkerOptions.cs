@@ -39,4 +39,10 @@ public sealed class WorkerOptions
     /// <summary>On shutdown, how long running tasks may take to finish before they are abandoned. Default 25 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>
+    /// Compile the data path at start, before the first task, by running it over a small sample in
+    /// the background. Default true.
+    /// </summary>
+    public bool WarmUp { get; set; } = true;
 }

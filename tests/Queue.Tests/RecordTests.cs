@@ -121,6 +121,16 @@ public sealed class RecordTests
     }
 
     [Fact]
+    public void TheWarmUpRunsTheDataPathInMemory()
+    {
+        var spillFolder = Path.Combine(Path.GetTempPath(), "queue-warmup-unused");
+        DataPathWarmup.Run(CancellationToken.None);
+        // Its buffer holds the whole sample: nothing spilled, no folder made.
+        Assert.False(Directory.Exists(spillFolder));
+        Assert.Throws<OperationCanceledException>(() => DataPathWarmup.Run(new CancellationToken(canceled: true)));
+    }
+
+    [Fact]
     public void MapOutputThatSpillsEqualsMapOutputThatFitsInMemory()
     {
         // Words are letters only (wordcount drops digits): spell numbers in base 26.

@@ -311,7 +311,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
 
     /// <summary>Calls the app's reduce once per key and writes <c>key&lt;TAB&gt;value</c> lines.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (long Groups, long Bytes) ReduceGroups(IMapReduceApp app, RecordGroups merged, StreamWriter text, CancellationToken cancellationToken)
+    internal static (long Groups, long Bytes) ReduceGroups(IMapReduceApp app, RecordGroups merged, StreamWriter text, CancellationToken cancellationToken)
     {
         long groups = 0, bytes = 0;
         while (merged.NextGroup())
@@ -334,7 +334,7 @@ public sealed class TaskRunner(IBlobStore blobs, IAppCatalog apps, IOptions<Stor
     /// they are read and its line is written as UTF-8 bytes, with no string per key or value.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (long Groups, long Bytes) SumGroups(RecordGroups merged, Stream output, CancellationToken cancellationToken)
+    internal static (long Groups, long Bytes) SumGroups(RecordGroups merged, Stream output, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
         var used = 0;
