@@ -122,6 +122,50 @@ public sealed partial class TokenizerTests
         Assert.True(fresh);
     }
 
+    [Fact]
+    public void APooledCountTableComesBackEmptyAndAGrownOneIsNotKept()
+    {
+        var small = CountTable.Rent();
+        small.GetOrAdd("river", out _) += 3;
+        CountTable.Return(small);
+        // Whichever table comes next (another test may have returned one), it holds nothing.
+        var next = CountTable.Rent();
+        Assert.Equal(0, next.Count);
+        var cursor = 0;
+        Assert.False(next.Next(ref cursor, out _, out _));
+        next.GetOrAdd("river", out var added) += 1;
+        Assert.True(added);
+        CountTable.Return(next);
+
+        var grown = CountTable.Rent();
+        for (var i = 0; i < 200_000; i++)
+        {
+            grown.GetOrAdd(i.ToString(System.Globalization.CultureInfo.InvariantCulture), out _)++;
+        }
+        CountTable.Return(grown);
+        // A table grown past the pooled size (a task of many distinct keys) is left to the GC.
+        for (var i = 0; i < 16; i++)
+        {
+            Assert.NotSame(grown, CountTable.Rent());
+        }
+    }
+
+    [Fact]
+    public void ACollectorDisposedTwiceReturnsItsTableOnce()
+    {
+        // Two returns would let two later tasks share one table and mix their counts.
+        var folder = Path.Combine(Path.GetTempPath(), "queue-tests", Guid.NewGuid().ToString("N"));
+        var collector = new MapOutputCollector(1, new WordCountApp(), 1 << 20, folder);
+        collector.EmitCount("word", 1);
+        collector.Dispose();
+        collector.Dispose();
+        var tables = new HashSet<CountTable>(ReferenceEqualityComparer.Instance);
+        for (var i = 0; i < 16; i++)
+        {
+            Assert.True(tables.Add(CountTable.Rent()));
+        }
+    }
+
     [System.Text.RegularExpressions.GeneratedRegex(@"[\p{Lu}\p{Ll}\p{Lt}\p{Lm}\p{Lo}]+")]
     private static partial System.Text.RegularExpressions.Regex LetterRuns();
 }

@@ -14,6 +14,12 @@ namespace Queue.Worker.Execution;
 public sealed class CountTable
 {
     private const int InitialSlots = 1 << 14;
+    // Tables kept for the next task: one per busy slot is enough, and a table grown past these sizes
+    // (a task with millions of distinct keys) is left to the GC rather than held by an idle worker.
+    private const int MaxPooled = 8;
+    private const int MaxPooledSlots = 1 << 17;
+    private const int MaxPooledArenaChars = 1 << 19;
+    private static readonly System.Collections.Concurrent.ConcurrentBag<CountTable> Pool = [];
     private Slot[] slots = new Slot[InitialSlots];
     private char[] arena = new char[1 << 16];
     private int arenaUsed;
@@ -68,9 +74,29 @@ public sealed class CountTable
         return false;
     }
 
+    /// <summary>
+    /// An empty table, reused from an earlier task when one is free: a new one is 2-3 MB of fresh
+    /// large-object memory by the time it has grown, allocated, zeroed and rehashed per map task.
+    /// </summary>
+    public static CountTable Rent() => Pool.TryTake(out var table) ? table : new CountTable();
+
+    /// <summary>Gives the table back for another task; the caller must not use it again.</summary>
+    public static void Return(CountTable table)
+    {
+        if (table.slots.Length <= MaxPooledSlots && table.arena.Length <= MaxPooledArenaChars && Pool.Count < MaxPooled)
+        {
+            table.Clear();
+            Pool.Add(table);
+        }
+    }
+
     /// <summary>Empties the table, keeping its memory for what comes next.</summary>
     public void Clear()
     {
+        if (Count == 0)
+        {
+            return;
+        }
         Array.Clear(slots);
         arenaUsed = 0;
         Count = 0;

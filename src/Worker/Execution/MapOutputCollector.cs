@@ -25,7 +25,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     private readonly List<SpillRun> spills = [];
     private readonly int budget;
     private readonly Dictionary<string, List<string>>? pending;
-    private readonly CountTable? sums;
+    private CountTable? sums;
     private readonly HashSet<string> interned = new(StringComparer.Ordinal);
     private long pendingBytes;
     private string lastValue = "";
@@ -44,7 +44,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         meta = ArrayPool<Meta>.Shared.Rent(4096);
         if (app.HasCombiner && app.CombinesBySum)
         {
-            sums = new CountTable();
+            sums = CountTable.Rent();
         }
         else if (app.HasCombiner)
         {
@@ -267,6 +267,11 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
 
     public void Dispose()
     {
+        if (sums is not null)
+        {
+            CountTable.Return(sums);
+            sums = null;
+        }
         foreach (var spill in spills)
         {
             spill.Delete();
