@@ -26,6 +26,7 @@ public static class QueueHostingExtensions
         var adapters = builder.Configuration.GetSection(AdapterOptions.Section).Get<AdapterOptions>() ?? new AdapterOptions();
         services.AddSingleton(adapters);
         services.AddHostedService<AdapterStartupLog>();
+        services.AddHostedService<ContractsWarmupService>();
         services.TryAddSingleton(TimeProvider.System);
         services.AddOptions<WorkQueueOptions>().BindConfiguration(WorkQueueOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<StorageOptions>().BindConfiguration(StorageOptions.Section).ValidateDataAnnotations().ValidateOnStart();
