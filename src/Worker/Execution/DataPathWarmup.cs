@@ -5,8 +5,9 @@ using Queue.Worker.Apps;
 namespace Queue.Worker.Execution;
 
 /// <summary>
-/// Runs the map and reduce data path once over a small sample: split reading, tokenising, the count
-/// table and the pending-values path, the sort buffer, record files, the merge and both reduce loops.
+/// Runs the map and reduce data path once over a small sample: split reading (a split at the start
+/// and one past it), tokenising, the count table (grown once) and the pending-values path, the sort
+/// buffer, record files, the merge and both reduce loops.
 /// Those methods are compiled with full optimisation on their first call (AggressiveOptimization, which
 /// ReadyToRun images also leave to the JIT); run at start, the compiling is done before the first task
 /// instead of inside it, where it shared the cores with the task slots.
@@ -27,11 +28,30 @@ public static class DataPathWarmup
             cancellationToken.ThrowIfCancellationRequested();
             // A buffer larger than the sample: nothing spills, so nothing touches the disk.
             using var collector = new MapOutputCollector(2, app, 1 << 20, Path.Combine(Path.GetTempPath(), "queue-warmup-unused"));
-            using (var reader = new SplitReader(new MemoryStream(bytes), 0, bytes.Length, 4096))
+            // Two splits, so the second skips its partial first line as a split past the start does.
+            var half = bytes.Length / 2;
+            foreach (var (offset, length) in new[] { (0, half), (half, bytes.Length - half) })
             {
+                var stream = new MemoryStream(bytes);
+                stream.Position = Math.Max(0, offset - 1);
+                using var reader = new SplitReader(stream, offset, length, 4096);
                 while (reader.TryReadChunk(out var chunk))
                 {
                     app.Map(new MapInput("warmup.txt", chunk.Span, 0), collector);
+                }
+            }
+            if (app.CombinesBySum)
+            {
+                // Enough distinct keys for the count table to grow once, as a real task's does.
+                var key = new char[8];
+                for (var i = 0; i < 10_000; i++)
+                {
+                    var n = i;
+                    for (var c = 0; c < key.Length; c++, n /= 26)
+                    {
+                        key[c] = (char)('a' + (n % 26));
+                    }
+                    collector.EmitCount(key, 1);
                 }
             }
             collector.Finish();
