@@ -51,10 +51,4 @@ internal static partial class Log
 
     [LoggerMessage(1015, LogLevel.Information, "Task {JobId}/{TaskId} attempt {AttemptId} stopped: another attempt of the task committed first")]
     public static partial void TaskSuperseded(ILogger logger, string jobId, string taskId, string attemptId);
-
-    [LoggerMessage(1016, LogLevel.Debug, "Data path compiled ahead of the first task in {ElapsedMs:0} ms ({JitMs:0} ms in the JIT)")]
-    public static partial void DataPathWarmedUp(ILogger logger, double elapsedMs, double jitMs);
-
-    [LoggerMessage(1017, LogLevel.Warning, "Warming up the data path failed (tasks are not affected): {Error}")]
-    public static partial void DataPathWarmupFailed(ILogger logger, string error);
 }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Queue.Contracts.Apps;
 using Queue.Contracts.Jobs;
+using Queue.Hosting;
 using Queue.Worker;
 using Queue.Worker.Apps;
 using Queue.Worker.Execution;
@@ -29,7 +30,9 @@ public static class WorkerHostingExtensions
         builder.Services.AddSingleton<TaskProcessor>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskProcessor>());
         builder.Services.AddHostedService<WorkerHeartbeatService>();
-        builder.Services.AddHostedService<DataPathWarmupService>();
+        builder.Services.AddSingleton<IHostedService>(sp => new StartupWarmupService("the data path",
+            sp.GetRequiredService<IOptions<WorkerOptions>>().Value.WarmUp ? DataPathWarmup.Run : null,
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<StartupWarmupService>>()));
         // Shutdown waits for the drain: running tasks finish or are abandoned before the host stops.
         builder.Services.AddOptions<HostOptions>().Configure<IOptions<WorkerOptions>>((host, worker) =>
             host.ShutdownTimeout = worker.Value.DrainTimeout + TimeSpan.FromSeconds(5));
