@@ -102,8 +102,7 @@ public sealed class JobScheduler(
                         await wake.CancelAsync();
                     }
                     var due = nextScan < nextDeadLetters ? nextScan : nextDeadLetters;
-                    // Whole milliseconds: a queue's timer fires at once for less, and the loop would spin to the deadline.
-                    var wait = TimeSpan.FromMilliseconds(Math.Ceiling((due - time.GetUtcNow()).TotalMilliseconds));
+                    var wait = due - time.GetUtcNow();
                     await handler.HandleBatchAsync(session, wait > TimeSpan.Zero ? wait : TimeSpan.Zero, wake.Token, cancellationToken);
                     Volatile.Write(ref wakeUp, null);
                 }

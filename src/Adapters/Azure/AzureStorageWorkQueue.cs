@@ -83,7 +83,7 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
             {
                 return leases;
             }
-            await Task.Delay(pause < remaining ? pause : remaining, cancellationToken);
+            await Task.Delay(QueueWait.ForTimer(pause < remaining ? pause : remaining), cancellationToken);
             pause = TimeSpan.FromTicks(Math.Min(pause.Ticks * 2, clients.Options.MaxPollInterval.Ticks));
         }
     }

@@ -98,11 +98,8 @@ public sealed class EmbeddedWorkQueue : IWorkQueue, IDisposable
             {
                 return [];
             }
-            // Timers count whole milliseconds and fire at once for less: rounded up, a short wait is
-            // waited out rather than returned from early (a caller looping until its deadline spun).
             // A timeout is the normal end of an empty receive, so it is not thrown.
-            var timeout = TimeSpan.FromMilliseconds(Math.Ceiling(remaining.TotalMilliseconds));
-            await changed.WaitAsync(timeout, time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await changed.WaitAsync(QueueWait.ForTimer(remaining), time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             cancellationToken.ThrowIfCancellationRequested();
         }
     }

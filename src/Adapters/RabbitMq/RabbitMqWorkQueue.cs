@@ -225,7 +225,7 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
             var reader = buffer.Reader;
             var leases = new List<ILeasedMessage>();
             using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            wait.CancelAfter(maxWait);
+            wait.CancelAfter(QueueWait.ForTimer(maxWait));
             try
             {
                 if (!reader.TryPeek(out _) && !await reader.WaitToReadAsync(wait.Token))

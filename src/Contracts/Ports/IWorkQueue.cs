@@ -30,7 +30,8 @@ public interface IWorkQueue
 
     /// <summary>
     /// Receives up to <paramref name="maxMessages"/> messages, waiting at most
-    /// <paramref name="maxWait"/> for the first. Returns an empty list when none arrived.
+    /// <paramref name="maxWait"/> for the first. Returns an empty list when none arrived in all of
+    /// <paramref name="maxWait"/>, a wait under a millisecond included (<see cref="QueueWait"/>).
     /// </summary>
     Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken);
 
@@ -93,6 +94,17 @@ public sealed class WorkQueueOptions
     /// </summary>
     [System.ComponentModel.DataAnnotations.Range(1, 1000)]
     public int MaxDeliveryCount { get; set; } = 100;
+}
+
+/// <summary>
+/// Timers count whole milliseconds and fire at once for less: a receive that waits with one must
+/// round its wait up, or a wait of 0.6 ms ends at once and a caller receiving until its deadline (the
+/// leader, before its next scan) spins through the last millisecond.
+/// </summary>
+public static class QueueWait
+{
+    public static TimeSpan ForTimer(TimeSpan wait) =>
+        wait <= TimeSpan.Zero ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Ceiling(wait.TotalMilliseconds));
 }
 
 /// <summary>Names of the engine's queues.</summary>
