@@ -19,6 +19,7 @@ public static class CoordinatorHostingExtensions
         builder.Services.AddSingleton<JobPlanner>();
         builder.Services.AddSingleton<TaskEventHandler>();
         builder.Services.AddSingleton<BackupTasks>();
+        builder.Services.AddSingleton<LostTaskRecovery>();
         builder.Services.AddHostedService<JobScheduler>();
         return builder;
     }

@@ -33,6 +33,13 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
     public TimeSpan BackupFloor { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long past the work queue's lease a running task may go unlisted by its worker's heartbeat
+    /// (or past its time limit) before the leader sends it again: its report was lost. Default 10 s.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
+    public TimeSpan LostTaskGrace { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Events taken from the queue at once; a job's changes from one batch are one transaction (etcd allows 128 operations). Default 64.</summary>
     [Range(1, 99)]
     public int EventBatchSize { get; set; } = 64;

@@ -21,6 +21,7 @@ public sealed class JobScheduler(
     TaskEventHandler handler,
     JobFinisher finisher,
     BackupTasks backups,
+    LostTaskRecovery recovery,
     IOptions<CoordinatorOptions> options,
     CoordinatorMetrics metrics,
     TimeProvider time,
@@ -56,10 +57,13 @@ public sealed class JobScheduler(
             catch (OperationCanceledException) when (running.IsCancellationRequested)
             {
                 Log.SessionEnded(logger, stoppingToken.IsCancellationRequested ? "shutting down" : "leadership lost");
+                await handler.StopReceivingAsync();
             }
             catch (LeadershipLostException e)
             {
                 Log.SessionEnded(logger, e.Message);
+                // What this coordinator was pushed or holds goes back at once, for the leader that can apply it.
+                await handler.StopReceivingAsync();
                 // The election notices the lost lease on its own; wait for it rather than spin.
                 await Task.Delay(options.RetryDelay, time, CancellationToken.None);
                 try
@@ -74,6 +78,7 @@ public sealed class JobScheduler(
             {
                 // A store or broker failure: start over from the stored state after a pause.
                 Log.SessionEnded(logger, $"{e.GetType().Name}: {e.Message}");
+                await handler.StopReceivingAsync();
                 await Task.Delay(options.RetryDelay, time, stoppingToken);
             }
         }
@@ -119,6 +124,7 @@ public sealed class JobScheduler(
                 {
                     await handler.DrainDeadLettersAsync(session, cancellationToken);
                     await backups.LaunchAsync(session, cancellationToken);
+                    await recovery.RecoverAsync(session, cancellationToken);
                     nextDeadLetters = now + options.DeadLetterInterval;
                 }
             }

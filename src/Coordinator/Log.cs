@@ -51,4 +51,13 @@ internal static partial class Log
 
     [LoggerMessage(2030, LogLevel.Warning, "The watch on active jobs failed; relying on the periodic rescan until it is back: {Error}")]
     public static partial void WatchFailed(ILogger logger, string error);
+
+    [LoggerMessage(2032, LogLevel.Debug, "Message {MessageId}: its lease ended before it was settled: {Error}")]
+    public static partial void SettleLeaseLost(ILogger logger, string messageId, string error);
+
+    [LoggerMessage(2033, LogLevel.Warning, "Could not hand this coordinator's unsettled events back to the broker; they return when its connection closes: {Error}")]
+    public static partial void StopReceivingFailed(ILogger logger, string error);
+
+    [LoggerMessage(2034, LogLevel.Warning, "Job {JobId}: task {TaskId} was sent again; its report was lost ({Why})")]
+    public static partial void TaskRecovered(ILogger logger, string jobId, string taskId, string why);
 }

@@ -28,6 +28,10 @@ public sealed class AzureStorageQueueTests(AzuriteFixture azurite) : WorkQueueCo
     protected override Task<IWorkQueue> CreateQueueAsync(TimeSpan leaseDuration, int maxDeliveryCount) =>
         Task.FromResult<IWorkQueue>(new AzureStorageWorkQueue(Guid.NewGuid().ToString("N")[..12], azurite.Client(prefix: "t-"),
             Options.Create(new WorkQueueOptions { LeaseDuration = leaseDuration, MaxDeliveryCount = maxDeliveryCount })));
+
+    protected override Task<IWorkQueue> OtherReceiverAsync(IWorkQueue queue, TimeSpan leaseDuration) =>
+        Task.FromResult<IWorkQueue>(new AzureStorageWorkQueue(queue.Name, azurite.Client(prefix: "t-"),
+            Options.Create(new WorkQueueOptions { LeaseDuration = leaseDuration, MaxDeliveryCount = 10 })));
 }
 
 [Collection("azurite")]

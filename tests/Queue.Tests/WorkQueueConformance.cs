@@ -17,6 +17,9 @@ public abstract class WorkQueueConformance
     /// <summary>Ends a receiver's hold on a message the way a crashed worker would (for timer-based queues: let the lease lapse).</summary>
     protected virtual Task LoseLeaseAsync(IWorkQueue queue, ILeasedMessage message) => Task.Delay(Lease + TimeSpan.FromMilliseconds(500));
 
+    /// <summary>Another receiver of the same queue, as a second process would have (the same instance for in-process queues).</summary>
+    protected virtual Task<IWorkQueue> OtherReceiverAsync(IWorkQueue queue, TimeSpan leaseDuration) => Task.FromResult(queue);
+
     private static ReadOnlyMemory<byte> Body(string text) => Encoding.UTF8.GetBytes(text);
 
     private static string Text(ILeasedMessage message) => Encoding.UTF8.GetString(message.Body.Span);
@@ -54,6 +57,34 @@ public abstract class WorkQueueConformance
             Assert.Empty(await queue.ReceiveAsync(1, TimeSpan.FromMilliseconds(wait), CancellationToken.None));
             Assert.True(watch.Elapsed.TotalMilliseconds >= wait, $"A {wait} ms receive returned after {watch.Elapsed.TotalMilliseconds:0.000} ms.");
         }
+    }
+
+    [Fact]
+    public async Task AReceiverThatStopsReceivingLeavesNothingBehindForTheNext()
+    {
+        // A deposed leader stops receiving: whatever the broker pushed to it ahead and it never took
+        // must reach the next receiver at once, not wait in a buffer nobody reads.
+        var queue = await CreateQueueAsync(TimeSpan.FromSeconds(30), 10);
+        for (var i = 0; i < 5; i++)
+        {
+            await queue.SendAsync(Body($"m{i}"), CancellationToken.None);
+        }
+        var first = await ReceiveOneAsync(queue);
+        await first.CompleteAsync(CancellationToken.None);
+        await queue.StopReceivingAsync(deadLetters: false, CancellationToken.None);
+        var next = await OtherReceiverAsync(queue, TimeSpan.FromSeconds(30));
+        var taken = new List<string>();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (taken.Count < 4 && DateTime.UtcNow < deadline)
+        {
+            foreach (var message in await next.ReceiveAsync(4, TimeSpan.FromMilliseconds(500), CancellationToken.None))
+            {
+                taken.Add(Text(message));
+                await message.CompleteAsync(CancellationToken.None);
+            }
+        }
+        Assert.Equal(4, taken.Count);
+        Assert.DoesNotContain(Text(first), taken);
     }
 
     [Fact]

@@ -91,11 +91,17 @@ public sealed partial class EtcdLeaderElection(EtcdConnection etcd, ILogger<Etcd
         private readonly CancellationTokenSource stop = new();
         private LeaderKey? leader;
         private Task keepAlive = Task.CompletedTask;
+        // When the last renewal that etcd confirmed was sent (a monotonic timestamp): the lease lives at least a TTL from then.
+        private long confirmedSentAt = System.Diagnostics.Stopwatch.GetTimestamp();
 
         public string CandidateId { get; } = candidateId;
         public long Epoch { get; private set; }
         public KvCompare Fence { get; private set; } = null!;
         public CancellationToken Lost => lost.Token;
+
+        // Renewals go out every third of the TTL: two missed in a row (or a pause as long) leave too little to be sure.
+        public bool IsConfirmed => !lost.IsCancellationRequested
+            && System.Diagnostics.Stopwatch.GetElapsedTime(Volatile.Read(ref confirmedSentAt)) < etcd.Options.LeaseTtl * 2 / 3;
 
         public void KeepLeaseAlive() => keepAlive = KeepAliveAsync();
 
@@ -144,6 +150,7 @@ public sealed partial class EtcdLeaderElection(EtcdConnection etcd, ILogger<Etcd
                 {
                     await Task.Delay(ttl / 3, stop.Token);
                     var sent = DateTime.UtcNow;
+                    var sentAt = System.Diagnostics.Stopwatch.GetTimestamp();
                     using var attempt = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
                     var budget = lastSent + ttl - sent;
                     attempt.CancelAfter(budget > TimeSpan.FromMilliseconds(1) ? budget : TimeSpan.FromMilliseconds(1));
@@ -155,6 +162,7 @@ public sealed partial class EtcdLeaderElection(EtcdConnection etcd, ILogger<Etcd
                         return;
                     }
                     lastSent = sent;
+                    Volatile.Write(ref confirmedSentAt, sentAt);
                 }
                 catch (OperationCanceledException) when (stop.IsCancellationRequested)
                 {

@@ -14,6 +14,14 @@ public sealed class RabbitMqOptions
     [Range(1, 10_000)]
     public ushort Prefetch { get; set; } = 4;
 
+    /// <summary>
+    /// AMQP heartbeat asked of the broker. A process that stops answering (frozen, a stalled VM) has its
+    /// connection closed by the broker after about two missed beats, and every message it held goes
+    /// back to the queue: the only lease expiry RabbitMQ has. Default 10 s (RabbitMQ's own is 60 s).
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
+    public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Prefix of queue names, so several engines can share a broker. Default <c>queue.</c>.</summary>
     public string QueuePrefix { get; set; } = "queue.";
 }

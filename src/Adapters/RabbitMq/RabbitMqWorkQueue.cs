@@ -98,6 +98,19 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
         }
     }
 
+    public async Task StopReceivingAsync(bool deadLetters, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await (deadLetters ? dead : active).StopAsync(cancellationToken);
+        }
+        catch (Exception e) when (IsConnectionFault(e))
+        {
+            // A channel that cannot be closed cleanly is closed by the broker with its connection.
+            throw Unavailable(e);
+        }
+    }
+
     /// <summary>Faults of the connection or the broker, as opposed to bugs: the port's <see cref="BrokerUnavailableException"/>.</summary>
     private static bool IsConnectionFault(Exception e) =>
         e is RabbitMQ.Client.Exceptions.BrokerUnreachableException or RabbitMQ.Client.Exceptions.OperationInterruptedException
@@ -155,6 +168,7 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
             Uri = new Uri(options.ConnectionString),
             AutomaticRecoveryEnabled = false,
             TopologyRecoveryEnabled = false,
+            RequestedHeartbeat = options.Heartbeat,
             ClientProvidedName = $"queue-{Name}-{Environment.ProcessId}",
         };
         connection = await factory.CreateConnectionAsync(cancellationToken);
@@ -217,6 +231,34 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
             buffer = System.Threading.Channels.Channel.CreateUnbounded<Delivery>();
             Volatile.Write(ref held, 0);
             Volatile.Write(ref buffered, 0);
+        }
+
+        /// <summary>
+        /// Closes the consuming channel: the broker requeues everything it delivered on it, buffered or
+        /// held, and leases taken on it are lost. Consuming starts again on the next receive.
+        /// </summary>
+        public async Task StopAsync(CancellationToken cancellationToken)
+        {
+            await owner.setup.WaitAsync(cancellationToken);
+            IChannel? closing;
+            try
+            {
+                closing = channel;
+                if (closing is null)
+                {
+                    return;
+                }
+                Reset();
+            }
+            finally
+            {
+                owner.setup.Release();
+            }
+            if (closing.IsOpen)
+            {
+                await closing.CloseAsync(cancellationToken);
+            }
+            await closing.DisposeAsync();
         }
 
         public async Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)

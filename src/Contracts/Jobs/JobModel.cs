@@ -144,6 +144,8 @@ public sealed record JobStatus
     /// <summary>Backup attempts launched for stragglers, and how many of them committed first.</summary>
     public int BackupAttempts { get; init; }
     public int BackupWins { get; init; }
+    /// <summary>Tasks the leader sent again because their attempt's report never came (its worker gone, or past its time limit).</summary>
+    public int RecoveredAttempts { get; init; }
     public TaskCounters MapCounters { get; init; } = TaskCounters.Zero;
     public TaskCounters ReduceCounters { get; init; } = TaskCounters.Zero;
     public string? Error { get; init; }
@@ -180,6 +182,8 @@ public sealed record TaskRecord
     public string? WinningAttempt { get; init; }
     /// <summary>The attempt that started last; a failure report from an older attempt does not requeue the task.</summary>
     public string? LastAttempt { get; init; }
+    /// <summary>The attempt whose failure was recorded last, so a redelivered copy of that report is not counted again.</summary>
+    public string? LastFailedAttempt { get; init; }
     /// <summary>The last status a streaming script reported (<c>reporter:status:</c>).</summary>
     public string? Status { get; init; }
     /// <summary>Why the task's message was dead-lettered, when it was.</summary>
@@ -195,6 +199,8 @@ public sealed record TaskRecord
     /// <summary>When the current attempt started and finished (the worker's clock).</summary>
     public DateTimeOffset? StartedAt { get; init; }
     public DateTimeOffset? FinishedAt { get; init; }
+    /// <summary>Times the leader sent this task again because an attempt's report never came.</summary>
+    public int Recoveries { get; init; }
     /// <summary>When the leader sent a backup attempt for this straggler (one per task at most).</summary>
     public DateTimeOffset? BackupAt { get; init; }
     /// <summary>When the leader recorded the task's success (the leader's clock): with <see cref="QueuedAt"/>, the task's overhead.</summary>

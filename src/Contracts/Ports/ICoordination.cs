@@ -87,6 +87,13 @@ public interface ILeadership : IAsyncDisposable
     /// <summary>Cancelled as soon as leadership is known to be lost.</summary>
     CancellationToken Lost { get; }
 
+    /// <summary>
+    /// False once this leadership may be gone without this process knowing yet: the store has not
+    /// confirmed it for most of its lease (a frozen process, a GC pause, a partition). A leader stops
+    /// taking work it might not be able to apply as soon as this turns false, before <see cref="Lost"/>.
+    /// </summary>
+    bool IsConfirmed => !Lost.IsCancellationRequested;
+
     /// <summary>Gives leadership up so another candidate can lead at once.</summary>
     Task ResignAsync(CancellationToken cancellationToken);
 }

@@ -40,6 +40,17 @@ public interface IWorkQueue
 
     /// <summary>Messages waiting, leased and dead-lettered (approximate for remote brokers).</summary>
     Task<QueueDepth> GetDepthAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Stops delivery to this process and hands every message it holds back to the broker at once:
+    /// those pushed ahead (prefetched) and not yet received, and those received and not yet settled
+    /// (their settling then throws <see cref="LeaseLostException"/>). The next receive starts again.
+    /// A coordinator calls it when it stops leading, so the events it can no longer apply reach the
+    /// new leader instead of waiting in a buffer nobody reads. Pull-based queues hold nothing ahead:
+    /// there it does nothing, and unsettled leases end on their timers. <paramref name="deadLetters"/>
+    /// picks the dead-letter sub-queue instead of the queue itself (the two have separate receivers).
+    /// </summary>
+    Task StopReceivingAsync(bool deadLetters, CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 /// <summary>A message held under a lease. Settle it exactly once.</summary>

@@ -33,6 +33,18 @@ public sealed class LeaderSession(ILeadership lead, JobStore jobs, bool resendUn
     public static KvWrite TaskWrite(string jobId, TaskRecord task) =>
         new(JobStore.TaskKey(jobId, task.Phase, task.Index), JobStore.Serialize(task, QueueJsonContext.Default.TaskRecord));
 
+    /// <summary>
+    /// Proves this leadership is still current with a fenced transaction that writes nothing, before
+    /// acting on something no write of its own guards (settling events it ignored).
+    /// </summary>
+    public async Task ConfirmAsync(CancellationToken cancellationToken)
+    {
+        if (!Lead.IsConfirmed || !await jobs.Store.TransactAsync([Lead.Fence], [], cancellationToken))
+        {
+            throw new LeadershipLostException($"Epoch {Lead.Epoch} could not confirm that it still leads.");
+        }
+    }
+
     /// <summary>Writes in fenced transactions of bounded size; the last write (the job status) lands in the last one.</summary>
     public async Task CommitAsync(List<KvWrite> writes, CancellationToken cancellationToken)
     {

@@ -52,12 +52,27 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
     }
 
     /// <summary>Sends a second attempt of a running task (a straggler) and records it on the task and the job.</summary>
-    public async Task SendBackupAsync(LeaderSession session, JobRun run, TaskPhase phase, int index, CancellationToken cancellationToken)
+    public Task SendBackupAsync(LeaderSession session, JobRun run, TaskPhase phase, int index, CancellationToken cancellationToken) =>
+        SendAgainAsync(session, run, phase, index, backup: true, cancellationToken);
+
+    /// <summary>
+    /// Sends a task whose attempt's report was lost (its worker is gone, or it ran past its time limit)
+    /// once more, as a new attempt, and records the recovery. The first attempt to commit still wins.
+    /// </summary>
+    public Task SendRecoveryAsync(LeaderSession session, JobRun run, TaskPhase phase, int index, CancellationToken cancellationToken) =>
+        SendAgainAsync(session, run, phase, index, backup: false, cancellationToken);
+
+    private async Task SendAgainAsync(LeaderSession session, JobRun run, TaskPhase phase, int index, bool backup, CancellationToken cancellationToken)
     {
-        await tasks.SendAsync(Message(session, run, phase, index, backup: true), cancellationToken);
+        await tasks.SendAsync(Message(session, run, phase, index, backup), cancellationToken);
         var records = (TaskRecord[])run.Tasks(phase).Clone();
-        records[index] = records[index] with { BackupAt = time.GetUtcNow() };
-        var status = run.Status with { BackupAttempts = run.Status.BackupAttempts + 1 };
+        var now = time.GetUtcNow();
+        records[index] = backup
+            ? records[index] with { BackupAt = now }
+            : records[index] with { State = TaskState.Queued, QueuedAt = now, Recoveries = records[index].Recoveries + 1 };
+        var status = backup
+            ? run.Status with { BackupAttempts = run.Status.BackupAttempts + 1 }
+            : JobRun.WithProgress(run.Status with { RecoveredAttempts = run.Status.RecoveredAttempts + 1 }, phase, records);
         await session.CommitAsync([LeaderSession.TaskWrite(run.Spec.Id, records[index]), session.StatusWrite(status)], cancellationToken);
         run.SetTasks(phase, records);
         run.Status = status;

@@ -33,6 +33,11 @@ public sealed class TaskEventHandler(
     /// </summary>
     public async Task<int> HandleBatchAsync(LeaderSession session, TimeSpan wait, CancellationToken wakeUp, CancellationToken cancellationToken)
     {
+        if (!session.Lead.IsConfirmed)
+        {
+            // Take nothing this leadership may not be able to apply.
+            throw new LeadershipLostException($"Epoch {session.Lead.Epoch} is no longer confirmed by the store.");
+        }
         IReadOnlyList<ILeasedMessage> batch;
         try
         {
@@ -47,14 +52,29 @@ public sealed class TaskEventHandler(
             return 0;
         }
         // The batch's events are applied to staged copies, then each job's changes go in one fenced
-        // write (its tasks and status together), then the messages are settled: one round trip per job
-        // and batch instead of one per event, so a burst of completions does not queue behind etcd.
+        // write (its tasks and status together), then that job's messages are settled: one round trip per
+        // job and batch instead of one per event, so a burst of completions does not queue behind etcd.
+        // No message is settled before a fenced write (or check) of this leadership succeeded after it
+        // was received: a deposed leader abandons what it took, and the one who leads now applies it.
         var staged = new Dictionary<string, StagedJob>(StringComparer.Ordinal);
+        var ignored = new List<ILeasedMessage>();
+        var settled = new HashSet<ILeasedMessage>(ReferenceEqualityComparer.Instance);
         try
         {
+            if (!session.Lead.IsConfirmed)
+            {
+                throw new LeadershipLostException($"Epoch {session.Lead.Epoch} is no longer confirmed by the store; its events go back to the queue.");
+            }
             foreach (var message in batch)
             {
-                Stage(session, message, staged);
+                if (Stage(session, message, staged) is { } job)
+                {
+                    job.Messages.Add(message);
+                }
+                else
+                {
+                    ignored.Add(message);
+                }
             }
             foreach (var job in staged.Values)
             {
@@ -68,6 +88,15 @@ public sealed class TaskEventHandler(
                 job.Run.Maps = job.Next.Maps;
                 job.Run.Reduces = job.Next.Reduces;
                 job.Run.Status = job.Next.Status;
+                await CompleteAsync(job.Messages, settled);
+            }
+            if (ignored.Count > 0)
+            {
+                if (staged.Count == 0)
+                {
+                    await session.ConfirmAsync(cancellationToken);
+                }
+                await CompleteAsync(ignored, settled);
             }
             foreach (var job in staged.Values)
             {
@@ -82,15 +111,38 @@ public sealed class TaskEventHandler(
             // Another leader (or a later session) handles them; what was committed reads as duplicates then.
             foreach (var message in batch)
             {
-                await message.AbandonAsync(CancellationToken.None);
+                if (!settled.Contains(message))
+                {
+                    await SettleAsync(message, abandon: true);
+                }
             }
             throw;
         }
-        foreach (var message in batch)
-        {
-            await message.CompleteAsync(CancellationToken.None);
-        }
         return batch.Count;
+    }
+
+    /// <summary>Completes applied (or rightly ignored) events; one whose lease is gone comes back as a duplicate, which is ignored then.</summary>
+    private async Task CompleteAsync(List<ILeasedMessage> messages, HashSet<ILeasedMessage> settled)
+    {
+        foreach (var message in messages)
+        {
+            await SettleAsync(message, abandon: false);
+            settled.Add(message);
+        }
+    }
+
+    private async Task SettleAsync(ILeasedMessage message, bool abandon)
+    {
+        try
+        {
+            // Settled with None: what was applied must not come back because the session is ending.
+            await (abandon ? message.AbandonAsync(CancellationToken.None) : message.CompleteAsync(CancellationToken.None));
+        }
+        catch (LeaseLostException e)
+        {
+            // Completing: it comes back as a duplicate, which is ignored. Abandoning: it comes back anyway.
+            Log.SettleLeaseLost(logger, message.MessageId, e.Message);
+        }
     }
 
     /// <summary>A job with the batch's events applied to a copy (<see cref="Next"/>), not yet written.</summary>
@@ -99,8 +151,29 @@ public sealed class TaskEventHandler(
         public JobRun Run { get; } = run;
         public JobRun Next { get; } = new(run.Spec, run.Status) { Maps = run.Maps, Reduces = run.Reduces };
         public Dictionary<(TaskPhase, int), TaskRecord> Changed { get; } = [];
+        /// <summary>The batch's messages about this job, settled once its write landed.</summary>
+        public List<ILeasedMessage> Messages { get; } = [];
         /// <summary>Phases with a task that succeeded in this batch: the phase may be complete.</summary>
         public HashSet<TaskPhase> Succeeded { get; } = [];
+    }
+
+    /// <summary>
+    /// Hands back every event and dead letter this coordinator holds or was pushed ahead, for whoever
+    /// leads next: called whenever a leader session ends.
+    /// </summary>
+    public async Task StopReceivingAsync()
+    {
+        foreach (var (queue, deadLetters) in new[] { (events, false), (tasks, true) })
+        {
+            try
+            {
+                await queue.StopReceivingAsync(deadLetters, CancellationToken.None);
+            }
+            catch (BrokerUnavailableException e)
+            {
+                Log.StopReceivingFailed(logger, e.Message);
+            }
+        }
     }
 
     /// <summary>Poison tasks: the job fails with the task's last error; the dead letter is recorded on the task.</summary>
@@ -117,38 +190,59 @@ public sealed class TaskEventHandler(
             while (await HandleBatchAsync(session, TimeSpan.Zero, cancellationToken) > 0)
             {
             }
-            foreach (var message in batch)
+            var settled = new HashSet<ILeasedMessage>(ReferenceEqualityComparer.Instance);
+            try
             {
-                TaskMessage? task = null;
-                try
+                foreach (var message in batch)
                 {
-                    task = JsonSerializer.Deserialize(message.Body.Span, QueueJsonContext.Default.TaskMessage);
+                    await ApplyDeadLetterAsync(session, message, cancellationToken);
+                    await SettleAsync(message, abandon: false);
+                    settled.Add(message);
                 }
-                catch (JsonException e)
+            }
+            catch
+            {
+                foreach (var message in batch)
                 {
-                    Log.UnreadableMessage(logger, tasks.Name + " dead letters", e.Message);
-                }
-                if (task is not null && session.Active.TryGetValue(task.JobId, out var run) && task.Index >= 0 && task.Index < run.Tasks(task.Phase).Length)
-                {
-                    var records = run.Tasks(task.Phase);
-                    var record = records[task.Index];
-                    if (record.State != TaskState.Done)
+                    if (!settled.Contains(message))
                     {
-                        var reason = $"{message.DeadLetterReason}: {message.DeadLetterDescription}";
-                        var failed = record with { State = TaskState.Failed, DeadLetterReason = reason, LastError = record.LastError ?? message.DeadLetterDescription };
-                        var updated = (TaskRecord[])records.Clone();
-                        updated[task.Index] = failed;
-                        run.SetTasks(task.Phase, updated);
-                        var error = $"Task {TaskNames.TaskId(task.Phase, task.Index)} failed after {record.Attempts} attempts and was dead-lettered ({reason})";
-                        await finisher.EndAsync(session, run, JobState.Failed, error, cancellationToken, LeaderSession.TaskWrite(run.Spec.Id, failed));
+                        await SettleAsync(message, abandon: true);
                     }
                 }
-                await message.CompleteAsync(CancellationToken.None);
+                throw;
             }
         }
     }
 
-    private void Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
+    /// <summary>Fails the dead letter's job (a fenced write), or, for no active job, confirms this leadership before the letter is dropped.</summary>
+    private async Task ApplyDeadLetterAsync(LeaderSession session, ILeasedMessage message, CancellationToken cancellationToken)
+    {
+        TaskMessage? task = null;
+        try
+        {
+            task = JsonSerializer.Deserialize(message.Body.Span, QueueJsonContext.Default.TaskMessage);
+        }
+        catch (JsonException e)
+        {
+            Log.UnreadableMessage(logger, tasks.Name + " dead letters", e.Message);
+        }
+        if (task is null || !session.Active.TryGetValue(task.JobId, out var run) || task.Index < 0 || task.Index >= run.Tasks(task.Phase).Length
+            || run.Tasks(task.Phase)[task.Index] is not { State: not TaskState.Done } record)
+        {
+            await session.ConfirmAsync(cancellationToken);
+            return;
+        }
+        var reason = $"{message.DeadLetterReason}: {message.DeadLetterDescription}";
+        var failed = record with { State = TaskState.Failed, DeadLetterReason = reason, LastError = record.LastError ?? message.DeadLetterDescription };
+        var updated = (TaskRecord[])run.Tasks(task.Phase).Clone();
+        updated[task.Index] = failed;
+        run.SetTasks(task.Phase, updated);
+        var error = $"Task {TaskNames.TaskId(task.Phase, task.Index)} failed after {record.Attempts} attempts and was dead-lettered ({reason})";
+        await finisher.EndAsync(session, run, JobState.Failed, error, cancellationToken, LeaderSession.TaskWrite(run.Spec.Id, failed));
+    }
+
+    /// <summary>Applies one event to its job's staged copy; returns that job, or null when the event is for no active job or unreadable.</summary>
+    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
     {
         TaskEvent? report;
         try
@@ -158,11 +252,11 @@ public sealed class TaskEventHandler(
         catch (JsonException e)
         {
             Log.UnreadableMessage(logger, events.Name, e.Message);
-            return;
+            return null;
         }
         if (report is null)
         {
-            return;
+            return null;
         }
         var taskId = TaskNames.TaskId(report.Phase, report.Index);
         if (!staged.TryGetValue(report.JobId, out var run))
@@ -170,7 +264,7 @@ public sealed class TaskEventHandler(
             if (!session.Active.TryGetValue(report.JobId, out var active))
             {
                 Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "job not active");
-                return;
+                return null;
             }
             run = staged[report.JobId] = new StagedJob(active);
         }
@@ -178,20 +272,21 @@ public sealed class TaskEventHandler(
         if (report.Index < 0 || report.Index >= records.Length)
         {
             Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "no such task");
-            return;
+            return run;
         }
         var task = records[report.Index];
         if (task.State is TaskState.Done or TaskState.Failed)
         {
             // A duplicate or late report from a redelivered attempt: the first committed attempt won.
             Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, $"task already {task.State}");
-            return;
+            return run;
         }
-        if (report.Kind == TaskEventKind.Started && task.LastAttempt == report.AttemptId)
+        if ((report.Kind == TaskEventKind.Started && task.LastAttempt == report.AttemptId)
+            || (report.Kind == TaskEventKind.Failed && task.LastFailedAttempt == report.AttemptId))
         {
-            // Redelivered after its write landed (the batch it came in failed later): counted once.
-            Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "already started");
-            return;
+            // Redelivered after its write landed (its lease ended before it was settled): counted once.
+            Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "already recorded");
+            return run;
         }
         var status = run.Next.Status;
         switch (report.Kind)
@@ -217,13 +312,14 @@ public sealed class TaskEventHandler(
                 {
                     State = task.LastAttempt == report.AttemptId ? TaskState.Queued : task.State,
                     FailedAttempts = task.FailedAttempts + 1,
+                    LastFailedAttempt = report.AttemptId,
                     LastError = report.Error,
                 };
                 status = status with { FailedAttempts = status.FailedAttempts + 1 };
                 break;
             case TaskEventKind.Progress when report.AttemptId != task.LastAttempt:
                 Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "not the current attempt");
-                return;
+                return run;
         }
         if (report.Status is not null)
         {
@@ -239,5 +335,6 @@ public sealed class TaskEventHandler(
         {
             run.Succeeded.Add(report.Phase);
         }
+        return run;
     }
 }

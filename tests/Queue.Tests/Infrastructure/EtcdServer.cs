@@ -47,6 +47,29 @@ public sealed class EtcdServer : IAsyncDisposable
         process.WaitForExit(5000);
     }
 
+    /// <summary>Sends a signal (STOP, CONT) to one member.</summary>
+    public void SignalMember(int index, string name) => OsProcess.Signal(members[index].Process!.Id, name);
+
+    /// <summary>The index of the member that leads the raft group now, from each member's own status.</summary>
+    public async Task<int> LeaderIndexAsync()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        for (var i = 0; i < members.Length; i++)
+        {
+            if (members[i].Process is not { HasExited: false })
+            {
+                continue;
+            }
+            var response = await http.PostAsync($"{members[i].ClientUrl}/v3/maintenance/status", new StringContent("{}", Encoding.UTF8, "application/json"));
+            using var status = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            if (status.RootElement.GetProperty("header").GetProperty("member_id").GetString() == status.RootElement.GetProperty("leader").GetString())
+            {
+                return i;
+            }
+        }
+        throw new InvalidOperationException("No etcd member says it leads.");
+    }
+
     /// <summary>Restarts a member that was killed (same ports and data).</summary>
     public async Task RestartMemberAsync(int index)
     {

@@ -46,6 +46,19 @@ public sealed class JobClient(Uri baseAddress) : IDisposable
         return view;
     }
 
+    /// <summary>Polls until the job's status meets <paramref name="condition"/>; fails the test if the job ends first or a minute passes.</summary>
+    public async Task WaitUntilAsync(string id, Func<JobStatus, bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        JobStatus status;
+        while (!condition(status = (await GetAsync(id)).Status))
+        {
+            Assert.False(status.IsTerminal, $"The job ended {status.State} before the condition held: {status.Error}");
+            Assert.True(DateTime.UtcNow < deadline, "Timed out waiting for the job.");
+            await Task.Delay(50);
+        }
+    }
+
     public async Task<List<string>> OutputAsync(string id)
     {
         var text = await Http.GetStringAsync($"/jobs/{id}/output");

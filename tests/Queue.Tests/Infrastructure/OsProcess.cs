@@ -11,6 +11,49 @@ public static class OsProcess
         kill.WaitForExit();
     }
 
+    /// <summary>Sends a signal to a process we started and to every process below it (a server launched by a script).</summary>
+    public static void SignalTree(int pid, string name)
+    {
+        foreach (var member in Tree(pid))
+        {
+            Signal(member, name);
+        }
+    }
+
+    /// <summary>The process and its descendants, from each process's parent id in <c>/proc/{pid}/stat</c>.</summary>
+    private static List<int> Tree(int root)
+    {
+        var children = new Dictionary<int, List<int>>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid))
+            {
+                continue;
+            }
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                // Fields after the command (which may hold spaces) start after the last ')': state, then the parent id.
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                var parent = int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+                (children.TryGetValue(parent, out var list) ? list : children[parent] = []).Add(pid);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+            {
+                // The process ended while we looked.
+            }
+        }
+        var tree = new List<int> { root };
+        for (var i = 0; i < tree.Count; i++)
+        {
+            if (children.TryGetValue(tree[i], out var below))
+            {
+                tree.AddRange(below);
+            }
+        }
+        return tree;
+    }
+
     /// <summary>
     /// Runs a command line with bash in <paramref name="workingDirectory"/> and returns its exit code and
     /// output (stdout then stderr); past <paramref name="timeout"/> the process tree is killed and the test fails.

@@ -58,6 +58,9 @@ public sealed class RabbitMqServer : IAsyncDisposable
         await StartServerAsync();
     }
 
+    /// <summary>Signals the broker's whole process tree (the start script and the Erlang VM below it): STOP freezes it, CONT thaws it.</summary>
+    public void Signal(string name) => OsProcess.SignalTree(server!.Id, name);
+
     public async ValueTask DisposeAsync()
     {
         foreach (var process in new[] { server, epmd })
