@@ -19,7 +19,12 @@ public sealed class IngressClient : IDisposable
             throw new CliException($"'{url}' is not an http(s) URL of the ingress (set --url or QUEUE_URL).", 2);
         }
         http = new HttpClient { BaseAddress = uri, Timeout = Timeout.InfiniteTimeSpan };
-        if (!string.IsNullOrEmpty(apiKey))
+        if (!string.IsNullOrEmpty(apiKey) && Queue.Hosting.Security.ApiKeyAuthenticationHandler.LooksLikeJwt(apiKey))
+        {
+            // An OAuth 2.0 access token (e.g. from `az account get-access-token`) goes as a bearer token.
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", apiKey);
+        }
+        else if (!string.IsNullOrEmpty(apiKey))
         {
             http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
         }

@@ -16,7 +16,7 @@ public static class JobCommands
 
     private static readonly Option<string?> ApiKey = new("--api-key")
     {
-        Description = "API key for submit, cancel and upload (default: $QUEUE_API_KEY).",
+        Description = "API key, or an OAuth 2.0 bearer token, sent with every call (default: $QUEUE_API_KEY).",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("QUEUE_API_KEY"),
         Recursive = true,
     };

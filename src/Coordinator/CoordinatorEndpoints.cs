@@ -16,7 +16,7 @@ public static class CoordinatorEndpoints
             var current = state.Current;
             return Results.Json(new CoordinatorStatus(options.Value.CandidateId, current is not null && !current.Lost.IsCancellationRequested, current?.Epoch ?? 0, state.Changes),
                 CoordinatorJsonContext.Default.CoordinatorStatus);
-        });
+        }).RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
         return endpoints;
     }
 }

@@ -1,9 +1,12 @@
+using Queue.Hosting.Security;
+
 var builder = WebApplication.CreateBuilder(args);
 builder.AddQueueServiceDefaults();
 builder.AddQueueAdapters();
 builder.AddCoordinator();
 
 var app = builder.Build();
+app.UseQueueAuth();
 app.MapQueueDefaultEndpoints();
 app.MapCoordinatorEndpoints();
 app.Run();

@@ -14,6 +14,7 @@ using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
 using OpenTelemetry.Metrics;
 using Queue.Hosting;
+using Queue.Hosting.Security;
 
 namespace Microsoft.Extensions.Hosting;
 
@@ -115,8 +116,11 @@ public static class QueueHostingExtensions
             {
                 ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
                 ["Logging:LogLevel:System.Net.Http.HttpClient"] = "Warning",
+                // A refused credential is the client's fault; one line per try would let anyone fill the log.
+                ["Logging:LogLevel:Queue.Hosting.Security"] = "Warning",
             },
         });
+        builder.Services.AddQueueAuth(builder.Configuration);
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter("Queue.*", "Microsoft.AspNetCore.Hosting")
             // Second-based histograms need second-sized buckets (the SDK's defaults suit milliseconds).
@@ -130,8 +134,8 @@ public static class QueueHostingExtensions
     /// <summary><c>/healthz</c> and <c>/metrics</c> (Prometheus text format), served by every service.</summary>
     public static IEndpointRouteBuilder MapQueueDefaultEndpoints(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription();
-        endpoints.MapPrometheusScrapingEndpoint("/metrics");
+        endpoints.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription().AllowAnonymous();
+        endpoints.MapPrometheusScrapingEndpoint("/metrics").RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Metrics);
         return endpoints;
     }
 }

@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Security.Claims;
 using Microsoft.Extensions.Options;
+using Queue.Hosting.Security;
 using Queue.Contracts.Ports;
 
 namespace Queue.Ingress;
@@ -14,18 +16,23 @@ public static class BlobsApi
     public static IEndpointRouteBuilder MapBlobsApi(this IEndpointRouteBuilder endpoints)
     {
         // The ingress counts the body itself (Queue:Ingress:MaxBlobBytes), so Kestrel's 30 MB default is lifted here.
-        endpoints.MapPut("/blobs/{container}/{**name}", UploadAsync).AddEndpointFilter<ApiKeyFilter>()
+        endpoints.MapPut("/blobs/{container}/{**name}", UploadAsync).RequireAuthorization(QueuePolicies.Submit)
             .WithMetadata(new Microsoft.AspNetCore.Mvc.DisableRequestSizeLimitAttribute());
-        endpoints.MapGet("/blobs/{container}", ListAsync);
-        endpoints.MapGet("/blobs/{container}/{**name}", DownloadAsync);
+        endpoints.MapGet("/blobs/{container}", ListAsync).RequireAuthorization(QueuePolicies.Read);
+        endpoints.MapGet("/blobs/{container}/{**name}", DownloadAsync).RequireAuthorization(QueuePolicies.Read);
         return endpoints;
     }
 
-    private static async Task<IResult> UploadAsync(string container, string name, HttpRequest http, IBlobStore blobs, IOptions<IngressOptions> options, CancellationToken ct)
+    private static async Task<IResult> UploadAsync(string container, string name, HttpRequest http, ClaimsPrincipal user, QueueAccess access,
+        IBlobStore blobs, IOptions<IngressOptions> options, CancellationToken ct)
     {
         if (Invalid(container, name) is { } invalid)
         {
             return invalid;
+        }
+        if (!access.MayWrite(user, container))
+        {
+            return NotPermitted(container);
         }
         var limit = options.Value.MaxBlobBytes;
         if (http.ContentLength > limit)
@@ -76,11 +83,15 @@ public static class BlobsApi
         }
     }
 
-    private static async Task<IResult> ListAsync(string container, string? prefix, IBlobStore blobs, CancellationToken ct)
+    private static async Task<IResult> ListAsync(string container, string? prefix, ClaimsPrincipal user, QueueAccess access, IBlobStore blobs, CancellationToken ct)
     {
         if (InvalidContainer(container) is { } invalid)
         {
             return invalid;
+        }
+        if (!access.MayRead(user, container))
+        {
+            return NotPermitted(container);
         }
         if (BlobNames.CheckPrefix(prefix ?? "") is { } problem)
         {
@@ -94,11 +105,15 @@ public static class BlobsApi
         return Results.Ok(items);
     }
 
-    private static async Task<IResult> DownloadAsync(string container, string name, IBlobStore blobs, CancellationToken ct)
+    private static async Task<IResult> DownloadAsync(string container, string name, ClaimsPrincipal user, QueueAccess access, IBlobStore blobs, CancellationToken ct)
     {
         if (Invalid(container, name) is { } invalid)
         {
             return invalid;
+        }
+        if (!access.MayRead(user, container))
+        {
+            return NotPermitted(container);
         }
         if (await blobs.GetPropertiesAsync(container, name, ct) is null)
         {
@@ -117,6 +132,9 @@ public static class BlobsApi
 
     private static IResult? InvalidContainer(string container) =>
         BlobNames.IsContainerName(container) ? null : Results.Problem(statusCode: 400, title: "Invalid container", detail: BlobNames.ContainerRule);
+
+    private static IResult NotPermitted(string container) =>
+        Results.Problem(statusCode: 403, title: "Not permitted", detail: $"This identity may not use the container '{container}'.");
 
     private static IResult TooLarge(long limit) =>
         Results.Problem(statusCode: 413, title: "Blob too large", detail: $"Uploads may be at most {limit} bytes (Queue:Ingress:MaxBlobBytes).");

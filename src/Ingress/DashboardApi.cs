@@ -19,8 +19,9 @@ public static class DashboardApi
     public static IEndpointRouteBuilder MapDashboardApi(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/queues", async ([FromKeyedServices(QueueNames.Tasks)] IWorkQueue tasks, [FromKeyedServices(QueueNames.Events)] IWorkQueue events, CancellationToken ct) =>
-            Results.Ok(new List<QueueDepth> { await tasks.GetDepthAsync(ct), await events.GetDepthAsync(ct) }));
-        endpoints.MapGet("/workers", WorkersAsync);
+            Results.Ok(new List<QueueDepth> { await tasks.GetDepthAsync(ct), await events.GetDepthAsync(ct) }))
+            .RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
+        endpoints.MapGet("/workers", WorkersAsync).RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
         return endpoints;
     }
 

@@ -14,7 +14,6 @@ public static class IngressHostingExtensions
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<ClientFaultHandler>();
         builder.Services.AddOpenApi();
-        builder.Services.AddSingleton<ApiKeyFilter>();
         builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, QueueJsonContext.Default));
         builder.Services.AddBuiltInApps();
 

@@ -21,8 +21,8 @@ public sealed class IngressOptions
     public bool? HostEngine { get; set; }
 
     /// <summary>
-    /// When set, every mutating endpoint (POST /jobs, POST /request, DELETE /jobs/{id}) requires it in
-    /// <c>X-Api-Key</c> or <c>Authorization: Bearer</c>: 401 without, 403 when wrong. Never logged.
+    /// The single API key of earlier versions: when set it is an <c>admin</c> principal named
+    /// <c>api-key</c> beside <c>Queue:Auth:ApiKeys</c> (which store only hashes; prefer those). Never logged.
     /// </summary>
     public string? ApiKey { get; set; }
 

@@ -1,5 +1,7 @@
+using System.Security.Claims;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
+using Queue.Hosting.Security;
 using Queue.Contracts;
 using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
@@ -11,24 +13,47 @@ public static class JobsApi
 {
     public static IEndpointRouteBuilder MapJobsApi(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapPost("/jobs", SubmitAsync).AddEndpointFilter<ApiKeyFilter>();
-        endpoints.MapPost("/request", SubmitSeedRequestAsync).AddEndpointFilter<ApiKeyFilter>();
-        endpoints.MapGet("/jobs", async (JobStore jobs, CancellationToken ct) => Results.Ok(await jobs.ListAsync(ct)));
-        endpoints.MapGet("/jobs/{id}", GetAsync);
-        endpoints.MapGet("/jobs/{id}/tasks", GetTasksAsync);
-        endpoints.MapGet("/jobs/{id}/output", GetOutputAsync);
-        endpoints.MapDelete("/jobs/{id}", CancelAsync).AddEndpointFilter<ApiKeyFilter>();
+        endpoints.MapPost("/jobs", SubmitAsync).RequireAuthorization(QueuePolicies.Submit);
+        endpoints.MapPost("/request", SubmitSeedRequestAsync).RequireAuthorization(QueuePolicies.Submit);
+        endpoints.MapGet("/jobs", ListAsync).RequireAuthorization(QueuePolicies.Read);
+        endpoints.MapGet("/jobs/{id}", GetAsync).RequireAuthorization(QueuePolicies.Read);
+        endpoints.MapGet("/jobs/{id}/tasks", GetTasksAsync).RequireAuthorization(QueuePolicies.Read);
+        endpoints.MapGet("/jobs/{id}/output", GetOutputAsync).RequireAuthorization(QueuePolicies.Read);
+        endpoints.MapDelete("/jobs/{id}", CancelAsync).RequireAuthorization(QueuePolicies.Submit);
         return endpoints;
     }
 
-    private static async Task<IResult> SubmitAsync(HttpRequest http, JobSubmission submission, IOptions<IngressOptions> options, CancellationToken ct)
+    /// <summary>The jobs this principal may see (its own; an admin's, every one), newest first.</summary>
+    private static async Task<IResult> ListAsync(ClaimsPrincipal user, JobStore jobs, QueueAccess access, CancellationToken ct)
+    {
+        var all = await jobs.ListAsync(ct);
+        if (access.IsAdmin(user))
+        {
+            return Results.Ok(all);
+        }
+        var visible = new List<JobView>();
+        foreach (var job in all)
+        {
+            if (access.CanSee(user, job.Spec))
+            {
+                visible.Add(job);
+            }
+        }
+        return Results.Ok(visible);
+    }
+
+    /// <summary>The job if this principal may see it; another's job reads as missing, so ids of others' jobs are not confirmed.</summary>
+    private static async Task<JobView?> VisibleAsync(string id, ClaimsPrincipal user, JobStore jobs, QueueAccess access, CancellationToken ct) =>
+        JobRequestValidator.IsJobId(id) && await jobs.GetAsync(id, ct) is { } view && access.CanSee(user, view.Spec) ? view : null;
+
+    private static async Task<IResult> SubmitAsync(HttpRequest http, ClaimsPrincipal user, QueueAccess access, JobSubmission submission, IOptions<IngressOptions> options, CancellationToken ct)
     {
         var (request, error) = await ReadJsonAsync(http, options.Value.MaxRequestBodyBytes, QueueJsonContext.Default.JobRequest, ct);
         if (error is not null)
         {
             return error;
         }
-        var (id, rejected) = await submission.SubmitAsync(request!, ct);
+        var (id, rejected) = await submission.SubmitAsync(request!, access.Submitter(user), ct);
         if (rejected is not null)
         {
             return Problem(rejected.Status, rejected.Title, rejected.Detail);
@@ -41,9 +66,10 @@ public static class JobsApi
     /// The seeds' request, unchanged: <c>{"mapper","reducer","data","m_num","r_num"}</c>. <c>data</c> names a
     /// container, or else a prefix inside the source container (<c>Queue:Ingress:SourceContainer</c>).
     /// </summary>
-    private static async Task<IResult> SubmitSeedRequestAsync(HttpRequest http, JobSubmission submission, IBlobStore blobs,
+    private static async Task<IResult> SubmitSeedRequestAsync(HttpRequest http, ClaimsPrincipal user, QueueAccess access, JobSubmission submission, IBlobStore blobs,
         IOptions<IngressOptions> options, CancellationToken ct)
     {
+        var submitter = access.Submitter(user);
         var (seed, error) = await ReadJsonAsync(http, options.Value.MaxRequestBodyBytes, QueueJsonContext.Default.SeedRequest, ct);
         if (error is not null)
         {
@@ -51,7 +77,7 @@ public static class JobsApi
         }
         if (seed!.Phase == "reduce")
         {
-            var (reduceId, refused) = await submission.SubmitAsync(new JobRequest { Reducer = seed.Reducer ?? "", Phase = "reduce", MapJob = seed.Job }, ct);
+            var (reduceId, refused) = await submission.SubmitAsync(new JobRequest { Reducer = seed.Reducer ?? "", Phase = "reduce", MapJob = seed.Job }, submitter, ct);
             return refused is not null ? Problem(refused.Status, refused.Title, refused.Detail) : Results.Accepted($"/jobs/{reduceId}", new JobCreated(reduceId!, $"/jobs/{reduceId}"));
         }
         if (string.IsNullOrWhiteSpace(seed.Data))
@@ -71,7 +97,7 @@ public static class JobsApi
             MapTasks = seed.MapTasks,
             ReduceTasks = seed.ReduceTasks,
             Phase = seed.Phase,
-        }, ct);
+        }, submitter, ct);
         if (rejected is not null)
         {
             return Problem(rejected.Status, rejected.Title, rejected.Detail);
@@ -80,9 +106,9 @@ public static class JobsApi
         return Results.Accepted(location, new JobCreated(id!, location));
     }
 
-    private static async Task<IResult> GetAsync(string id, bool? tasks, JobStore jobs, CancellationToken ct)
+    private static async Task<IResult> GetAsync(string id, bool? tasks, ClaimsPrincipal user, JobStore jobs, QueueAccess access, CancellationToken ct)
     {
-        if (!JobRequestValidator.IsJobId(id) || await jobs.GetAsync(id, ct) is not { } view)
+        if (await VisibleAsync(id, user, jobs, access, ct) is not { } view)
         {
             return NotFound(id);
         }
@@ -91,18 +117,18 @@ public static class JobsApi
             : Results.Ok(view);
     }
 
-    private static async Task<IResult> GetTasksAsync(string id, JobStore jobs, CancellationToken ct)
+    private static async Task<IResult> GetTasksAsync(string id, ClaimsPrincipal user, JobStore jobs, QueueAccess access, CancellationToken ct)
     {
-        if (!JobRequestValidator.IsJobId(id) || await jobs.GetAsync(id, ct) is null)
+        if (await VisibleAsync(id, user, jobs, access, ct) is null)
         {
             return NotFound(id);
         }
         return Results.Ok(await jobs.GetTasksAsync(id, ct));
     }
 
-    private static async Task<IResult> GetOutputAsync(string id, JobStore jobs, IBlobStore blobs, CancellationToken ct)
+    private static async Task<IResult> GetOutputAsync(string id, ClaimsPrincipal user, JobStore jobs, QueueAccess access, IBlobStore blobs, CancellationToken ct)
     {
-        if (!JobRequestValidator.IsJobId(id) || await jobs.GetAsync(id, ct) is not { } view)
+        if (await VisibleAsync(id, user, jobs, access, ct) is not { } view)
         {
             return NotFound(id);
         }
@@ -120,11 +146,15 @@ public static class JobsApi
         }, "text/plain; charset=utf-8");
     }
 
-    private static async Task<IResult> CancelAsync(string id, JobStore jobs, CancellationToken ct)
+    private static async Task<IResult> CancelAsync(string id, ClaimsPrincipal user, JobStore jobs, QueueAccess access, CancellationToken ct)
     {
-        if (!JobRequestValidator.IsJobId(id) || await jobs.GetAsync(id, ct) is not { } view)
+        if (await VisibleAsync(id, user, jobs, access, ct) is not { } view)
         {
             return NotFound(id);
+        }
+        if (!access.CanCancel(user, view.Spec))
+        {
+            return Problem(403, "Not permitted", "This identity may not cancel that job.");
         }
         if (view.Status.IsTerminal)
         {

@@ -1,3 +1,4 @@
+using Queue.Hosting.Security;
 using Queue.Ingress;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -9,10 +10,11 @@ var app = builder.Build();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseDashboard();
+app.UseQueueAuth();
 app.MapQueueDefaultEndpoints();
 app.MapJobsApi();
 app.MapBlobsApi();
 app.MapDashboardApi();
 app.MapScaleApi();
-app.MapOpenApi();
+app.MapOpenApi().RequireAuthorization(QueuePolicies.Read);
 app.Run();

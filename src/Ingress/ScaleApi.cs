@@ -30,7 +30,7 @@ public static class ScaleApi
 {
     public static IEndpointRouteBuilder MapScaleApi(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/scale", SignalAsync);
+        endpoints.MapGet("/scale", SignalAsync).RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
         return endpoints;
     }
 

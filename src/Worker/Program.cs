@@ -1,8 +1,11 @@
+using Queue.Hosting.Security;
+
 var builder = WebApplication.CreateBuilder(args);
 builder.AddQueueServiceDefaults();
 builder.AddQueueAdapters();
 builder.AddWorker();
 
 var app = builder.Build();
+app.UseQueueAuth();
 app.MapQueueDefaultEndpoints();
 app.Run();

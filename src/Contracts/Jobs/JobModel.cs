@@ -48,6 +48,8 @@ public sealed record JobSpec
     public int MaxAttempts { get; init; } = 4;
     public TimeSpan TaskTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public DateTimeOffset SubmittedAt { get; init; }
+    /// <summary>The principal that submitted it (none when the API is not protected): it, and admins, may see and cancel it.</summary>
+    public string? Owner { get; init; }
     /// <summary>Streaming jobs (<see cref="App"/> is <c>streaming</c>): the mapper script in the scripts container.</summary>
     public string? Mapper { get; init; }
     /// <summary>Streaming jobs: the reducer script; none means the identity reducer.</summary>

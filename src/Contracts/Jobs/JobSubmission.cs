@@ -9,7 +9,16 @@ namespace Queue.Contracts.Jobs;
 /// </summary>
 public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog apps, Microsoft.Extensions.Options.IOptions<StorageOptions> storage, TimeProvider time)
 {
-    public async Task<(string? Id, RequestError? Error)> SubmitAsync(JobRequest request, CancellationToken cancellationToken)
+    /// <summary>Submits as nobody in particular: the API is not protected (the CLI's in-process engine, tests).</summary>
+    public Task<(string? Id, RequestError? Error)> SubmitAsync(JobRequest request, CancellationToken cancellationToken) =>
+        SubmitAsync(request, Submitter.Anyone, cancellationToken);
+
+    /// <summary>
+    /// Submits for <paramref name="submitter"/>: the job is recorded as its own, and it may only read what
+    /// it may read itself (the input container, the scripts, a map-only job it owns), or a job could copy
+    /// another's data into its output.
+    /// </summary>
+    public async Task<(string? Id, RequestError? Error)> SubmitAsync(JobRequest request, Submitter submitter, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         var id = JobRequestValidator.NewJobId(now);
@@ -17,9 +26,10 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
         {
             return (null, invalid);
         }
-        if (spec!.MapJob is { } mapJobId)
+        spec = spec! with { Owner = submitter.Name };
+        if (spec.MapJob is { } mapJobId)
         {
-            if (await jobs.GetAsync(mapJobId, cancellationToken) is not { } mapJob)
+            if (await jobs.GetAsync(mapJobId, cancellationToken) is not { } mapJob || !(submitter.IsAdmin || (mapJob.Spec.Owner is { } owner && owner == submitter.Name)))
             {
                 return (null, new RequestError(404, "Map job not found", $"There is no job '{mapJobId}' to reduce."));
             }
@@ -29,6 +39,14 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
             }
             // Partitions were fixed when the map ran.
             spec = spec with { ReduceTasks = mapJob.Spec.ReduceTasks, InputContainer = mapJob.Spec.InputContainer, InputPrefix = mapJob.Spec.InputPrefix };
+        }
+        if (!submitter.MayRead(spec.InputContainer))
+        {
+            return (null, new RequestError(403, "Not permitted", $"This identity may not read the container '{spec.InputContainer}'."));
+        }
+        if (spec.App == JobRequestValidator.StreamingApp && !submitter.MayRead(storage.Value.ScriptsContainer))
+        {
+            return (null, new RequestError(403, "Not permitted", $"This identity may not read the scripts container '{storage.Value.ScriptsContainer}'."));
         }
         if (spec.App == JobRequestValidator.StreamingApp)
         {
@@ -65,4 +83,10 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
         }
         return (id, null);
     }
+}
+
+/// <summary>Who submits a job, and which containers it may read; <see cref="Name"/> is null when the API is not protected.</summary>
+public sealed record Submitter(string? Name, bool IsAdmin, Func<string, bool> MayRead)
+{
+    public static Submitter Anyone { get; } = new(null, true, static _ => true);
 }

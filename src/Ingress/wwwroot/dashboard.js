@@ -82,11 +82,52 @@ const bar = (p) => {
 
 const fill = (id, rows) => document.querySelector(`#${id} tbody`).replaceChildren(...rows);
 
+// The credential lives for this tab only (sessionStorage) and goes with every call: an API key as
+// X-Api-Key, a JSON web token (three base64url parts) as a bearer token.
+const credentialKey = "queue-credential";
+const isJwt = (c) => /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(c);
+function authHeaders(extra = {}) {
+  const credential = sessionStorage.getItem(credentialKey);
+  if (!credential) return extra;
+  return { ...extra, ...(isJwt(credential) ? { authorization: `Bearer ${credential}` } : { "x-api-key": credential }) };
+}
+
+function askToSignIn(message) {
+  const form = document.getElementById("signin");
+  form.hidden = false;
+  document.getElementById("signout").hidden = true;
+  document.getElementById("signin-result").textContent = message;
+}
+
+async function api(path, init = {}) {
+  const response = await fetch(path, { cache: "no-store", ...init, headers: authHeaders(init.headers) });
+  if (response.status === 401) {
+    askToSignIn(sessionStorage.getItem(credentialKey) ? "That credential was not accepted." : "This engine needs an API key or a token.");
+    throw new Error("sign in to see this engine");
+  }
+  return response;
+}
+
 async function getJson(path) {
-  const response = await fetch(path, { cache: "no-store" });
+  const response = await api(path);
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
   return response.json();
 }
+
+document.getElementById("signin").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(credentialKey, new FormData(event.target).get("credential"));
+  event.target.reset();
+  event.target.hidden = true;
+  document.getElementById("signout").hidden = false;
+  refresh().catch(() => {});
+});
+
+document.getElementById("signout").addEventListener("click", () => {
+  sessionStorage.removeItem(credentialKey);
+  location.reload();
+});
+if (sessionStorage.getItem(credentialKey)) document.getElementById("signout").hidden = false;
 
 async function refresh() {
   const [jobs, queues, workers, scale] = await Promise.all([getJson("/jobs"), getJson("/queues"), getJson("/workers"), getJson("/scale")]);
@@ -133,10 +174,14 @@ document.getElementById("submit").addEventListener("submit", async (event) => {
   const form = new FormData(event.target);
   const body = { app: form.get("app"), input: form.get("input"), mapTasks: Number(form.get("mapTasks")), reduceTasks: Number(form.get("reduceTasks")) };
   if (form.get("pattern")) body.args = { pattern: form.get("pattern") };
-  const headers = { "content-type": "application/json" };
-  if (form.get("apiKey")) headers["x-api-key"] = form.get("apiKey");
   const result = document.getElementById("submit-result");
-  const response = await fetch("/jobs", { method: "POST", headers, body: JSON.stringify(body) });
+  let response;
+  try {
+    response = await api("/jobs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  } catch (error) {
+    result.textContent = error.message;
+    return;
+  }
   const answer = await response.json();
   if (response.ok) {
     selected = answer.id;
