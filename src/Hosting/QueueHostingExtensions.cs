@@ -89,6 +89,7 @@ public static class QueueHostingExtensions
             case "etcd":
                 services.AddOptions<EtcdOptions>().BindConfiguration(EtcdOptions.Section).ValidateDataAnnotations().ValidateOnStart();
                 services.AddSingleton<EtcdConnection>();
+                services.AddHostedService<EtcdAccessCheck>();
                 services.AddSingleton<IKeyValueStore, EtcdKeyValueStore>();
                 services.AddSingleton<ILeaderElection, EtcdLeaderElection>();
                 break;

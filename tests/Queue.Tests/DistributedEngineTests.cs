@@ -34,12 +34,22 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
     /// <summary>The adapter settings every service process gets.</summary>
     protected abstract Dictionary<string, string> AdapterEnvironment();
 
+    protected virtual Task<EtcdServer> StartEtcdAsync() => EtcdServer.StartAsync(memberCount: EtcdMembers);
+
+    /// <summary>How services reach etcd: its endpoints, and whatever credentials a subclass adds.</summary>
+    protected virtual Dictionary<string, string> EtcdEnvironment() => new() { ["Queue__Etcd__Endpoints"] = Etcd.Endpoints };
+
+    /// <summary>Settings for one kind of service only (its own broker user, say).</summary>
+    protected virtual void ForService(string project, Dictionary<string, string> environment)
+    {
+    }
+
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(Folder);
         try
         {
-            Etcd = await EtcdServer.StartAsync(memberCount: EtcdMembers);
+            Etcd = await StartEtcdAsync();
             await StartStorageAsync();
             for (var i = 0; i < 2; i++)
             {
@@ -68,7 +78,6 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
         var environment = new Dictionary<string, string>(AdapterEnvironment())
         {
             ["Queue__Adapters__Coordination"] = "etcd",
-            ["Queue__Etcd__Endpoints"] = Etcd.Endpoints,
             ["Queue__Etcd__LeaseTtl"] = "00:00:02",
             ["Queue__Coordinator__PollInterval"] = "00:00:00.100",
             ["Queue__Coordinator__RetryDelay"] = "00:00:00.300",
@@ -78,6 +87,11 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
             ["Queue__Coordinator__BackupFloor"] = "00:00:03",
             ["Queue__Coordinator__DeadLetterInterval"] = "00:00:00.250",
         };
+        foreach (var (key, value) in EtcdEnvironment())
+        {
+            environment[key] = value;
+        }
+        ForService(project, environment);
         foreach (var (key, value) in extra)
         {
             environment[key] = value;
@@ -85,7 +99,7 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
         return ServiceProcess.StartAsync(project, Folder, environment);
     }
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
     {
         Client?.Dispose();
         foreach (var process in Coordinators.Concat(Workers).Append(Ingress))

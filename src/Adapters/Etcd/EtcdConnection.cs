@@ -29,6 +29,11 @@ public sealed partial class EtcdConnection : IDisposable
         {
             throw new OptionsValidationException(EtcdOptions.Section, typeof(EtcdOptions), ["Queue:Etcd:Endpoints names no endpoint."]);
         }
+        if (Options.Problems().ToList() is { Count: > 0 } problems)
+        {
+            throw new OptionsValidationException(EtcdOptions.Section, typeof(EtcdOptions), problems);
+        }
+        var tls = Options.UseTls ? TlsOptions(Options) : null;
         client = new dotnet_etcd.EtcdClient(string.Join(',', endpoints.Select(static u => u.GetLeftPart(UriPartial.Authority))), configureChannelOptions: channel =>
         {
             channel.HttpHandler = new SocketsHttpHandler
@@ -39,12 +44,116 @@ public sealed partial class EtcdConnection : IDisposable
                 KeepAlivePingDelay = TimeSpan.FromSeconds(2),
                 KeepAlivePingTimeout = TimeSpan.FromSeconds(2),
                 KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+                SslOptions = tls ?? new System.Net.Security.SslClientAuthenticationOptions(),
             };
+            // The library's balancer keeps only host and port of each endpoint: TLS is chosen here, not by the scheme.
+            if (tls is not null)
+            {
+                channel.Credentials = ChannelCredentials.SecureSsl;
+            }
         });
+        if (!string.IsNullOrEmpty(Options.Username))
+        {
+            // The library authenticates on first use and sends the token with every call (unary and streams).
+            client.SetCredentials(Options.Username, Options.Password!);
+        }
         Connection = client.GetConnection();
     }
 
     public EtcdOptions Options { get; }
+
+    /// <summary>The members' CA (instead of the system's) and this client's certificate, from PEM files.</summary>
+    private static System.Net.Security.SslClientAuthenticationOptions TlsOptions(EtcdOptions options)
+    {
+        var ssl = new System.Net.Security.SslClientAuthenticationOptions();
+        if (options.CaFile is { } ca)
+        {
+            var policy = new System.Security.Cryptography.X509Certificates.X509ChainPolicy
+            {
+                TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust,
+                RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+            };
+            policy.CustomTrustStore.ImportFromPemFile(ca);
+            ssl.CertificateChainPolicy = policy;
+        }
+        if (options.ClientCertificateFile is { } certificate)
+        {
+            ssl.ClientCertificates = [System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(certificate, options.ClientKeyFile)];
+        }
+        return ssl;
+    }
+
+    /// <summary>
+    /// Proves at start that this process may use etcd: the user name and password are accepted, and the
+    /// user may read under <c>/queue/</c>, over TLS if configured. Returns null when it may, else what is
+    /// wrong in words an operator can act on; throws <see cref="BrokerUnavailableException"/> when etcd
+    /// cannot be reached at all (then the caller waits and asks again).
+    /// </summary>
+    public async Task<string?> CheckAccessAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (!string.IsNullOrEmpty(Options.Username))
+            {
+                await Connection.AuthClient.AuthenticateAsync(new AuthenticateRequest { Name = Options.Username, Password = Options.Password },
+                    deadline: DateTime.UtcNow + Options.RequestTimeout, cancellationToken: cancellationToken);
+            }
+            await RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("/queue/"), RangeEnd = PrefixEnd(ByteString.CopyFromUtf8("/queue/")), Limit = 1, KeysOnly = true }, cancellationToken);
+            return null;
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument && e.Status.Detail.Contains("authentication failed", StringComparison.Ordinal))
+        {
+            return $"etcd at {EndpointList} refused the user name or password ({EtcdOptions.Section}:Username, Password).";
+        }
+        catch (Exception e) when (e is RpcException or EtcdException && Describe(e) is { } refused)
+        {
+            return $"etcd at {EndpointList} refused access: {refused}.";
+        }
+        catch (RpcException e) when (TlsFailure(e) is { } tls)
+        {
+            return $"The TLS connection to etcd at {EndpointList} failed ({EtcdOptions.Section}:CaFile, ClientCertificateFile): {tls}";
+        }
+        catch (BrokerUnavailableException e) when (TlsFailure(e) is { } tls)
+        {
+            return $"The TLS connection to etcd at {EndpointList} failed ({EtcdOptions.Section}:CaFile, ClientCertificateFile): {tls}";
+        }
+        catch (RpcException e) when (IsTransient(e.StatusCode))
+        {
+            throw new BrokerUnavailableException("etcd", $"unreachable at {EndpointList}: {e.Status.Detail}", e);
+        }
+    }
+
+    /// <summary>An answer from etcd that no retry will change: no credentials where auth is on, a missing permission.</summary>
+    private static string? Describe(Exception e)
+    {
+        var (code, detail) = e switch
+        {
+            RpcException rpc => (rpc.StatusCode, rpc.Status.Detail),
+            EtcdException etcd => (etcd.Code, etcd.Message),
+            _ => (StatusCode.OK, ""),
+        };
+        return code switch
+        {
+            StatusCode.PermissionDenied => $"the user may not read keys under /queue/ ({detail})",
+            StatusCode.InvalidArgument when detail.Contains("user name is empty", StringComparison.Ordinal) =>
+                $"etcd has authentication on; set {EtcdOptions.Section}:Username and Password",
+            StatusCode.Unauthenticated => $"the credentials were not accepted ({detail})",
+            _ => null,
+        };
+    }
+
+    /// <summary>The certificate problem under a failed connect, if that is what it was.</summary>
+    private static string? TlsFailure(Exception e)
+    {
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException ?? (inner as RpcException)?.Status.DebugException)
+        {
+            if (inner is System.Security.Authentication.AuthenticationException)
+            {
+                return inner.Message;
+            }
+        }
+        return null;
+    }
 
     /// <summary>The generated gRPC clients (KV, Lease, Watch, Election) on the shared channel.</summary>
     public dotnet_etcd.interfaces.IConnection Connection { get; }
@@ -173,16 +282,27 @@ public sealed partial class EtcdConnection : IDisposable
     {
         var giveUp = DateTime.UtcNow + Options.RetryTimeout;
         var delay = TimeSpan.FromMilliseconds(50);
+        var renewedToken = false;
         for (var attempt = 1; ; attempt++)
         {
             string failure;
+            Exception last;
             try
             {
                 return await call(DateTime.UtcNow + Options.RequestTimeout, cancellationToken);
             }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unauthenticated && !renewedToken && !string.IsNullOrEmpty(Options.Username))
+            {
+                // The token expired or the member that issued it restarted: the library has dropped it, so
+                // this try authenticates afresh. Once only, so wrong credentials are not retried for ever.
+                renewedToken = true;
+                failure = e.Status.Detail;
+                last = e;
+            }
             catch (RpcException e) when (IsTransient(e.StatusCode) && !cancellationToken.IsCancellationRequested)
             {
                 failure = e.StatusCode == StatusCode.DeadlineExceeded ? $"no answer within {Options.RequestTimeout.TotalSeconds:0.#} s" : e.Status.Detail;
+                last = e;
             }
             catch (RpcException e) when (!cancellationToken.IsCancellationRequested || e.StatusCode != StatusCode.Cancelled)
             {
@@ -192,12 +312,13 @@ public sealed partial class EtcdConnection : IDisposable
             {
                 // A connect that timed out or a reset below gRPC: the same as Unavailable.
                 failure = e.Message;
+                last = e;
             }
             LogCallFailed(logger, what, attempt, failure);
             if (DateTime.UtcNow + delay > giveUp)
             {
                 throw new BrokerUnavailableException("etcd",
-                    $"unreachable at {EndpointList} after {attempt} attempts over {Options.RetryTimeout.TotalSeconds:0.#} s: {failure}");
+                    $"unreachable at {EndpointList} after {attempt} attempts over {Options.RetryTimeout.TotalSeconds:0.#} s: {failure}", last);
             }
             await Task.Delay(delay, cancellationToken);
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));

@@ -26,6 +26,54 @@ public sealed class EtcdOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:00:10")]
     public TimeSpan CampaignPollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>
+    /// etcd's own authentication: the user (with a role limited to <c>/queue/</c>) and its password. Both
+    /// or neither. Never logged.
+    /// </summary>
+    public string? Username { get; set; }
+
+    public string? Password { get; set; }
+
+    /// <summary>PEM of the CA that signed the members' certificates; endpoints must then be <c>https://</c>. Default: the system's.</summary>
+    public string? CaFile { get; set; }
+
+    /// <summary>PEM certificate and key this client presents (etcd's <c>--client-cert-auth</c>).</summary>
+    public string? ClientCertificateFile { get; set; }
+
+    public string? ClientKeyFile { get; set; }
+
+    /// <summary>Whether the members are reached over TLS: their endpoints are <c>https://</c>.</summary>
+    public bool UseTls => EndpointUris() is { Count: > 0 } uris && uris[0].Scheme == Uri.UriSchemeHttps;
+
+    /// <summary>Settings that cannot work together, in words an operator can act on.</summary>
+    public IEnumerable<string> Problems()
+    {
+        var uris = EndpointUris();
+        if (uris.Any(static u => u.Scheme is not ("http" or "https")) || uris.Select(static u => u.Scheme).Distinct().Count() > 1)
+        {
+            yield return $"{Section}:Endpoints must all be http:// or all https://.";
+        }
+        if (!UseTls && (CaFile is not null || ClientCertificateFile is not null))
+        {
+            yield return $"{Section}:CaFile and ClientCertificateFile need https:// endpoints.";
+        }
+        if (string.IsNullOrEmpty(Username) != string.IsNullOrEmpty(Password))
+        {
+            yield return $"{Section}:Username and Password go together.";
+        }
+        if ((ClientCertificateFile is null) != (ClientKeyFile is null))
+        {
+            yield return $"{Section}:ClientCertificateFile and ClientKeyFile go together.";
+        }
+        foreach (var file in new[] { CaFile, ClientCertificateFile, ClientKeyFile })
+        {
+            if (file is not null && !File.Exists(file))
+            {
+                yield return $"{Section}: the file '{file}' does not exist.";
+            }
+        }
+    }
+
     public IReadOnlyList<Uri> EndpointUris()
     {
         var uris = new List<Uri>();

@@ -6,7 +6,10 @@ public sealed class RabbitMqOptions
 {
     public const string Section = "Queue:RabbitMq";
 
-    /// <summary>AMQP URI, e.g. <c>amqp://user:pass@host:5672/vhost</c>. Never logged.</summary>
+    /// <summary>
+    /// AMQP URI, e.g. <c>amqp://user:pass@host:5672/vhost</c>, or <c>amqps://</c> for TLS. Give each
+    /// service kind its own user (coordinator, worker, ingress). Never logged.
+    /// </summary>
     [Required]
     public string ConnectionString { get; set; } = "amqp://guest:guest@127.0.0.1:5672/";
 
@@ -21,6 +24,14 @@ public sealed class RabbitMqOptions
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:10:00")]
     public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>PEM of the CA that signed the broker's certificate (<c>amqps://</c>). Default: the system's.</summary>
+    public string? CaFile { get; set; }
+
+    /// <summary>PEM certificate and key this client presents, for brokers that ask for one.</summary>
+    public string? ClientCertificateFile { get; set; }
+
+    public string? ClientKeyFile { get; set; }
 
     /// <summary>Prefix of queue names, so several engines can share a broker. Default <c>queue.</c>.</summary>
     public string QueuePrefix { get; set; } = "queue.";

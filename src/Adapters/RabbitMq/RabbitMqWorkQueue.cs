@@ -171,6 +171,11 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
             RequestedHeartbeat = options.Heartbeat,
             ClientProvidedName = $"queue-{Name}-{Environment.ProcessId}",
         };
+        // amqps:// turned TLS on with the URI's host as the name to check; the CA and client certificate are ours.
+        if (factory.Ssl.Enabled)
+        {
+            ConfigureTls(factory.Ssl, options);
+        }
         connection = await factory.CreateConnectionAsync(cancellationToken);
         await using var declare = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
         await declare.QueueDeclareAsync(deadLetterName, durable: true, exclusive: false, autoDelete: false,
@@ -185,6 +190,32 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
             ["x-dead-letter-routing-key"] = deadLetterName,
         }, cancellationToken: cancellationToken);
         return connection;
+    }
+
+    private static void ConfigureTls(SslOption ssl, RabbitMqOptions options)
+    {
+        if (options.ClientCertificateFile is { } certificate)
+        {
+            ssl.Certs = [System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(certificate, options.ClientKeyFile)];
+        }
+        if (options.CaFile is not { } caFile)
+        {
+            return;
+        }
+        var ca = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(caFile));
+        ssl.CertificateValidationCallback = (_, certificate, _, errors) =>
+        {
+            // Only the chain is judged against our CA; a wrong host name or a missing certificate still fails.
+            if (certificate is null || (errors & ~System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors) != 0)
+            {
+                return false;
+            }
+            using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+            chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+            chain.ChainPolicy.CustomTrustStore.Add(ca);
+            return chain.Build(System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
+        };
     }
 
     private async Task<IChannel> PublisherAsync(CancellationToken cancellationToken)

@@ -11,13 +11,15 @@ public sealed class EtcdServer : IAsyncDisposable
 {
     private readonly string folder = Path.Combine(Path.GetTempPath(), "queue-etcd", Guid.NewGuid().ToString("N"));
     private readonly Member[] members;
+    private readonly TestCertificates? tls;
 
-    private EtcdServer(int count, int? firstClientPort)
+    private EtcdServer(int count, int? firstClientPort, TestCertificates? tls)
     {
+        this.tls = tls;
         members = new Member[count];
         for (var i = 0; i < count; i++)
         {
-            members[i] = new Member($"n{i}", i == 0 && firstClientPort is { } port ? port : ServiceProcess.FreePort(), ServiceProcess.FreePort());
+            members[i] = new Member($"n{i}", i == 0 && firstClientPort is { } port ? port : ServiceProcess.FreePort(), ServiceProcess.FreePort(), tls is null ? "http" : "https");
         }
     }
 
@@ -26,10 +28,14 @@ public sealed class EtcdServer : IAsyncDisposable
 
     public IReadOnlyList<string> MemberUrls => members.Select(m => m.ClientUrl).ToList();
 
-    public static async Task<EtcdServer> StartAsync(int memberCount = 1, int? clientPort = null)
+    /// <summary>
+    /// Starts the members; with <paramref name="tls"/>, clients reach them over https only and must
+    /// present a certificate signed by the same CA (<c>--client-cert-auth</c>).
+    /// </summary>
+    public static async Task<EtcdServer> StartAsync(int memberCount = 1, int? clientPort = null, TestCertificates? tls = null)
     {
         var binary = OsProcess.Which("etcd") ?? throw new InvalidOperationException("etcd is not installed: run scripts/install-servers.sh.");
-        var server = new EtcdServer(memberCount, clientPort);
+        var server = new EtcdServer(memberCount, clientPort, tls);
         var cluster = string.Join(",", server.members.Select(m => $"{m.Name}={m.PeerUrl}"));
         foreach (var member in server.members)
         {
@@ -45,6 +51,38 @@ public sealed class EtcdServer : IAsyncDisposable
         var process = members[index].Process!;
         process.Kill();
         process.WaitForExit(5000);
+    }
+
+    /// <summary>
+    /// Turns on etcd's authentication: a root user, and <paramref name="user"/> with a role that may
+    /// read and write only under <c>/queue/</c> (what the engine needs, elections and leases included).
+    /// </summary>
+    public async Task EnableAuthAsync(string user, string password)
+    {
+        var root = "root-" + Guid.NewGuid().ToString("N")[..12];
+        foreach (var command in new[]
+        {
+            $"user add root:{root} --interactive=false",
+            "role add queue",
+            "role grant-permission queue --prefix=true readwrite /queue/",
+            $"user add {user}:{password} --interactive=false",
+            $"user grant-role {user} queue",
+            "auth enable",
+        })
+        {
+            await EtcdctlAsync(command);
+        }
+    }
+
+    /// <summary>Runs etcdctl (API v3) against the members, over TLS with the client certificate when the server has one.</summary>
+    public async Task<string> EtcdctlAsync(string arguments)
+    {
+        var etcdctl = OsProcess.Which("etcdctl") ?? throw new InvalidOperationException("etcdctl is not installed: run scripts/install-servers.sh.");
+        var security = tls is null ? "" : $" --cacert {tls.CaFile} --cert {tls.ClientCertificateFile} --key {tls.ClientKeyFile}";
+        var (exit, output) = await OsProcess.BashAsync($"{etcdctl} --endpoints {Endpoints}{security} {arguments}", Path.GetTempPath(), TimeSpan.FromSeconds(30),
+            new Dictionary<string, string> { ["ETCDCTL_API"] = "3" });
+        Assert.True(exit == 0, $"etcdctl {arguments}: {output}");
+        return output;
     }
 
     /// <summary>Sends a signal (STOP, CONT) to one member.</summary>
@@ -114,6 +152,13 @@ public sealed class EtcdServer : IAsyncDisposable
         {
             info.ArgumentList.Add(arg);
         }
+        if (tls is not null)
+        {
+            foreach (var arg in new[] { "--cert-file", tls.ServerCertificateFile, "--key-file", tls.ServerKeyFile, "--trusted-ca-file", tls.CaFile, "--client-cert-auth" })
+            {
+                info.ArgumentList.Add(arg);
+            }
+        }
         var process = Process.Start(info)!;
         process.ErrorDataReceived += (_, e) => member.Output.Append(e.Data);
         process.OutputDataReceived += (_, e) => member.Output.Append(e.Data);
@@ -124,6 +169,11 @@ public sealed class EtcdServer : IAsyncDisposable
 
     private async Task WaitReadyAsync(TimeSpan timeout)
     {
+        if (tls is not null)
+        {
+            await WaitReadyOverTlsAsync(timeout);
+            return;
+        }
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(1) };
         var deadline = DateTime.UtcNow + timeout;
         foreach (var member in members.Where(m => m.Process is { HasExited: false }))
@@ -151,10 +201,32 @@ public sealed class EtcdServer : IAsyncDisposable
         }
     }
 
-    private sealed class Member(string name, int clientPort, int peerPort)
+    /// <summary>A write through etcdctl (which has the client certificate) proves a leader and a quorum.</summary>
+    private async Task WaitReadyOverTlsAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        var etcdctl = OsProcess.Which("etcdctl") ?? throw new InvalidOperationException("etcdctl is not installed: run scripts/install-servers.sh.");
+        while (true)
+        {
+            var (exit, output) = await OsProcess.BashAsync(
+                $"{etcdctl} --endpoints {Endpoints} --cacert {tls!.CaFile} --cert {tls.ClientCertificateFile} --key {tls.ClientKeyFile} --command-timeout=1s put ready 1",
+                Path.GetTempPath(), TimeSpan.FromSeconds(10), new Dictionary<string, string> { ["ETCDCTL_API"] = "3" });
+            if (exit == 0)
+            {
+                return;
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"etcd did not become ready over TLS: {output}\n{Log(0)}");
+            }
+            await Task.Delay(200);
+        }
+    }
+
+    private sealed class Member(string name, int clientPort, int peerPort, string scheme)
     {
         public string Name { get; } = name;
-        public string ClientUrl { get; } = $"http://127.0.0.1:{clientPort}";
+        public string ClientUrl { get; } = $"{scheme}://127.0.0.1:{clientPort}";
         public string PeerUrl { get; } = $"http://127.0.0.1:{peerPort}";
         public Process? Process { get; set; }
         public BoundedLog Output { get; } = new(200_000);

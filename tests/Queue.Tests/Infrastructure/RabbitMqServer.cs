@@ -14,13 +14,20 @@ public sealed class RabbitMqServer : IAsyncDisposable
     private Process? epmd;
     private Process? server;
 
-    private RabbitMqServer()
+    private RabbitMqServer(TestCertificates? tls)
     {
         Port = ServiceProcess.FreePort();
         var epmdPort = ServiceProcess.FreePort();
         Directory.CreateDirectory(Path.Combine(folder, "home"));
         var config = Path.Combine(folder, "rabbitmq.conf");
-        File.WriteAllText(config, $"loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:{Port}\n");
+        var text = $"loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:{Port}\n";
+        if (tls is not null)
+        {
+            TlsPort = ServiceProcess.FreePort();
+            text += $"listeners.ssl.default = 127.0.0.1:{TlsPort}\nssl_options.cacertfile = {tls.CaFile}\nssl_options.certfile = {tls.ServerCertificateFile}\n"
+                + $"ssl_options.keyfile = {tls.ServerKeyFile}\nssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n";
+        }
+        File.WriteAllText(config, text);
         environment = new Dictionary<string, string>
         {
             ["HOME"] = Path.Combine(folder, "home"),
@@ -42,9 +49,15 @@ public sealed class RabbitMqServer : IAsyncDisposable
 
     public string ConnectionString => $"amqp://guest:guest@127.0.0.1:{Port}/";
 
-    public static async Task<RabbitMqServer> StartAsync()
+    /// <summary>The TLS listener's port, when started with certificates.</summary>
+    public int? TlsPort { get; }
+
+    /// <summary>An <c>amqps://</c> URI for a user on the TLS listener.</summary>
+    public string TlsConnectionString(string user, string password) => $"amqps://{user}:{password}@127.0.0.1:{TlsPort}/";
+
+    public static async Task<RabbitMqServer> StartAsync(TestCertificates? tls = null)
     {
-        var rabbit = new RabbitMqServer();
+        var rabbit = new RabbitMqServer(tls);
         rabbit.epmd = rabbit.Launch("epmd", ["-port", rabbit.environment["ERL_EPMD_PORT"], "-address", "127.0.0.1"]);
         await rabbit.StartServerAsync();
         return rabbit;
@@ -56,6 +69,17 @@ public sealed class RabbitMqServer : IAsyncDisposable
         server!.Kill(entireProcessTree: true);
         await server.WaitForExitAsync();
         await StartServerAsync();
+    }
+
+    /// <summary>Adds a user who may declare, publish to and consume only the engine's queues (<c>queue.*</c>).</summary>
+    public async Task AddUserAsync(string user, string password)
+    {
+        const string engine = "^(queue\\..*|amq\\.default)$";
+        foreach (var arguments in new[] { $"add_user {user} {password}", $"set_permissions -p / {user} '{engine}' '{engine}' '{engine}'" })
+        {
+            var (exit, output) = await OsProcess.BashAsync($"/usr/lib/rabbitmq/bin/rabbitmqctl {arguments}", folder, TimeSpan.FromSeconds(60), environment);
+            Assert.True(exit == 0, $"rabbitmqctl {arguments}: {output}");
+        }
     }
 
     /// <summary>Signals the broker's whole process tree (the start script and the Erlang VM below it): STOP freezes it, CONT thaws it.</summary>

@@ -28,6 +28,8 @@ public sealed class ServiceProcess : IAsyncDisposable
 
     public bool HasExited => process.HasExited;
 
+    public int ExitCode => process.ExitCode;
+
     public string Output => output.ToString();
 
     public static int FreePort()
