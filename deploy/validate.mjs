@@ -107,6 +107,7 @@ function validateRender(args) {
   checkConfig();
   const keda = checkKeda();
   checkWorkloadIdentity();
+  checkNetworkPolicies();
 
   if (errors.length > 0) {
     errors.forEach(e => console.error(`FAIL ${e}`));
@@ -137,6 +138,7 @@ function validateRender(args) {
       for (const t of w.spec?.volumeClaimTemplates ?? []) volumes.set(t.metadata?.name, { persistentVolumeClaim: {} });
       for (const v of spec.volumes ?? []) {
         if (v.configMap && !v.configMap.optional && !find('ConfigMap', v.configMap.name)) fail(id(w), `volume ${v.name}: ConfigMap ${v.configMap.name} is not in the render`);
+        if (v.secret) checkSecretName(`${id(w)} volume ${v.name}`, v.secret.secretName);
       }
 
       for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
@@ -427,9 +429,50 @@ function validateRender(args) {
     }
   }
 
+  // Who may connect to what: a default deny; every policy's pods and peers exist in the render (or are
+  // marked as another operator's); workers accept nothing; etcd's client port only the engine's pods.
+  function checkNetworkPolicies() {
+    const policies = byKind('NetworkPolicy');
+    if (policies.length === 0) return;
+    const pods = [...byKind('Deployment'), ...byKind('StatefulSet')].map(w => ({ w, labels: w.spec?.template?.metadata?.labels ?? {} }));
+    const selects = (selector, labels) =>
+      Object.entries(selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v)
+      && (selector?.matchExpressions ?? []).every(e => e.operator === 'In' ? e.values.includes(labels[e.key])
+        : e.operator === 'NotIn' ? !e.values.includes(labels[e.key])
+        : e.operator === 'Exists' ? e.key in labels : !(e.key in labels));
+    const selected = selector => pods.filter(p => selects(selector, p.labels));
+    if (!policies.some(p => Object.keys(p.spec?.podSelector ?? {}).length === 0 && (p.spec?.policyTypes ?? []).includes('Ingress') && !(p.spec?.ingress?.length))) {
+      fail('NetworkPolicy', 'no default deny (podSelector {}, policyTypes [Ingress], no ingress rules)');
+    }
+    for (const p of policies) {
+      const external = p.metadata.annotations?.['queue.example.com/selects-external-pods'] === 'true';
+      if (!(p.spec?.policyTypes ?? []).includes('Ingress')) fail(id(p), 'policyTypes must include Ingress');
+      if (!external && selected(p.spec?.podSelector).length === 0) fail(id(p), 'its podSelector matches no pod template');
+      for (const rule of p.spec?.ingress ?? []) {
+        for (const peer of rule.from ?? []) {
+          if (peer.podSelector && !peer.namespaceSelector && !external && selected(peer.podSelector).length === 0) fail(id(p), 'a from.podSelector matches no pod template');
+          if (peer.ipBlock) fail(id(p), 'ipBlock peers are not expected: select pods or namespaces');
+        }
+      }
+      const ruled = selected(p.spec?.podSelector).filter(x => Object.keys(p.spec?.podSelector ?? {}).length > 0);
+      if (ruled.some(x => x.labels['app.kubernetes.io/component'] === 'worker') && (p.spec?.ingress ?? []).length > 0) {
+        fail(id(p), 'lets connections into worker pods: workers accept none');
+      }
+      if (ruled.some(x => x.labels['app.kubernetes.io/name'] === 'etcd')) {
+        for (const rule of p.spec?.ingress ?? []) {
+          const clientPort = (rule.ports ?? []).length === 0 || rule.ports.some(x => x.port === 2379 || x.port === 'client');
+          const onlyEngine = (rule.from ?? []).length > 0 && rule.from.every(peer => peer.podSelector && !peer.namespaceSelector
+            && selected(peer.podSelector).every(x => ['coordinator', 'worker', 'ingress'].includes(x.labels['app.kubernetes.io/component'])));
+          if (clientPort && !onlyEngine) fail(id(p), "etcd's client port must admit only the engine's pods (coordinator, worker, ingress)");
+        }
+      }
+    }
+  }
+
   function checkSecretName(where, name) {
-    // deploy/README.md documents one Secret; a new one must be documented there too.
-    if (name !== 'queue-secrets') fail(where, `Secret ${name}: only queue-secrets is documented (deploy/README.md)`);
+    // deploy/README.md documents these Secrets ("Secrets"); a new one must be documented there too.
+    const documented = ['queue-secrets', 'queue-auth', 'queue-etcd-client-tls', 'etcd-server-tls', 'queue-rabbitmq-ca'];
+    if (!documented.includes(name)) fail(where, `Secret ${name}: not one of the Secrets deploy/README.md documents (${documented.join(', ')})`);
   }
 }
 

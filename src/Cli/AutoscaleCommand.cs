@@ -51,6 +51,11 @@ public static class AutoscaleCommand
         {
             Directory.CreateDirectory(logs);
             using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(10) };
+            // A protected ingress wants a reader's key for /scale and /workers, as KEDA's TriggerAuthentication gives it.
+            if (Environment.GetEnvironmentVariable("QUEUE_API_KEY") is { Length: > 0 } key)
+            {
+                http.DefaultRequestHeaders.Add("X-Api-Key", key);
+            }
             Say($"autoscaling {min}..{max} workers from {url}/scale every {poll.TotalSeconds:0.#} s (window {window.TotalSeconds:0.#} s, cool-down {cooldown.TotalSeconds:0.#} s)");
             try
             {
