@@ -304,3 +304,33 @@ public sealed class AuthTests(AuthFixture fixture) : IClassFixture<AuthFixture>
         return [.. (await response.Content.ReadFromJsonAsync(Queue.Contracts.QueueJsonContext.Default.ListJobView))!.Select(j => j.Spec.Id)];
     }
 }
+
+/// <summary>An ingress whose owner chose open reads explicitly: anyone reads, only keys write.</summary>
+public sealed class OpenReadsFixture : EmbeddedEngineFixture
+{
+    public const string Key = "open-reads-admin-key";
+
+    protected override IReadOnlyDictionary<string, string> Settings { get; } = new Dictionary<string, string>
+    {
+        ["Queue__Auth__OpenReads"] = "true",
+        ["Queue__Auth__ApiKeys__0__Name"] = "ops",
+        ["Queue__Auth__ApiKeys__0__Roles__0"] = "admin",
+        ["Queue__Auth__ApiKeys__0__KeySha256"] = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Key))),
+    };
+}
+
+public sealed class OpenReadsTests(OpenReadsFixture fixture) : IClassFixture<OpenReadsFixture>
+{
+    [Fact]
+    public async Task OpenReadsLetAnyoneReadButNotWrite()
+    {
+        using var anonymous = new HttpClient { BaseAddress = fixture.Ingress.BaseAddress };
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/jobs")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/blobs/books/pg-grimm.txt")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PostAsync("/jobs", JsonContent.Create(new { app = "wordcount", input = "books" }))).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.PutAsync("/blobs/books/x.txt", new StringContent("x"))).StatusCode);
+        using var submit = new HttpRequestMessage(HttpMethod.Post, "/jobs") { Content = JsonContent.Create(new { app = "wordcount", input = "books", mapTasks = 2, reduceTasks = 1 }) };
+        submit.Headers.Add("X-Api-Key", OpenReadsFixture.Key);
+        Assert.Equal(HttpStatusCode.Accepted, (await anonymous.SendAsync(submit)).StatusCode);
+    }
+}
