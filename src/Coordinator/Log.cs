@@ -60,4 +60,7 @@ internal static partial class Log
 
     [LoggerMessage(2034, LogLevel.Warning, "Job {JobId}: task {TaskId} was sent again; its report was lost ({Why})")]
     public static partial void TaskRecovered(ILogger logger, string jobId, string taskId, string why);
+
+    [LoggerMessage(2035, LogLevel.Information, "Job {JobId}: {Cuts} cut points chosen from {Keys} sampled keys")]
+    public static partial void CutPointsChosen(ILogger logger, string jobId, int cuts, int keys);
 }

@@ -206,10 +206,11 @@ public sealed class TaskProcessor(
         var run = Task.Run(() => runner.RunAsync(task, attemptId, status => watch.Status = status, attempt.Token), CancellationToken.None);
         try
         {
-            var counters = await run.WaitAsync(attempt.Token);
+            var result = await run.WaitAsync(attempt.Token);
+            var counters = result.Counters;
             await attempt.CancelAsync();
             await guard;
-            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters, watch.Status);
+            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters, watch.Status, result.MapOutputLength);
             await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
             Log.TaskSucceeded(logger, task.JobId, taskId, attemptId, time.GetElapsedTime(started).TotalMilliseconds);
             metrics.Succeeded(task.Phase, time.GetElapsedTime(started), counters);
@@ -330,7 +331,8 @@ public sealed class TaskProcessor(
         }
     }
 
-    private async Task ReportAsync(TaskMessage task, string attemptId, int deliveryCount, TaskEventKind kind, string? error, TaskCounters? counters, string? status = null)
+    private async Task ReportAsync(TaskMessage task, string attemptId, int deliveryCount, TaskEventKind kind, string? error, TaskCounters? counters,
+        string? status = null, long? outputLength = null)
     {
         var report = new TaskEvent
         {
@@ -347,6 +349,7 @@ public sealed class TaskProcessor(
             Counters = counters,
             Status = status is { Length: > 500 } ? status[..500] : status,
             Backup = task.Backup,
+            OutputLength = outputLength,
         };
         await events.SendAsync(JsonSerializer.SerializeToUtf8Bytes(report, QueueJsonContext.Default.TaskEvent), CancellationToken.None);
     }

@@ -26,6 +26,12 @@ public static class WorkerHostingExtensions
         builder.Services.AddOptions<WorkerOptions>().BindConfiguration(WorkerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddBuiltInApps();
         builder.Services.AddSingleton<TaskRunner>();
+        builder.Services.AddSingleton<MapRunner>();
+        builder.Services.AddSingleton<StreamingMapRunner>();
+        builder.Services.AddSingleton<ReduceRunner>();
+        builder.Services.AddSingleton<ShuffleFetcher>();
+        builder.Services.AddSingleton<SampleRunner>();
+        builder.Services.AddSingleton<PartitionerCache>();
         builder.Services.AddSingleton<WorkerMetrics>();
         builder.Services.AddSingleton<TaskProcessor>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskProcessor>());

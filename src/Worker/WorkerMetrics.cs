@@ -78,5 +78,5 @@ public sealed class WorkerMetrics
 
     public void LeaseLost() => leasesLost.Add(1);
 
-    private static KeyValuePair<string, object?> Phase(TaskPhase phase) => new("phase", phase == TaskPhase.Map ? "map" : "reduce");
+    private static KeyValuePair<string, object?> Phase(TaskPhase phase) => new("phase", phase switch { TaskPhase.Map => "map", TaskPhase.Reduce => "reduce", _ => "sample" });
 }

@@ -24,6 +24,17 @@ public sealed class WorkerOptions
     [Range(2, 1024)]
     public int MergeFactor { get; set; } = 64;
 
+    /// <summary>Map output segments a reduce task fetches at once (Hadoop's <c>shuffle.parallelcopies</c>). Default 8.</summary>
+    [System.ComponentModel.DataAnnotations.Range(1, 256)]
+    public int ShuffleParallelCopies { get; set; } = 8;
+
+    /// <summary>
+    /// Memory a reduce task holds fetched segments in; a segment over a quarter of it, or past it, is
+    /// read from its blob as the merge goes instead. Default 64 MiB.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Range(0, 1L << 34)]
+    public long ShuffleMemoryBytes { get; set; } = 64L << 20;
+
     /// <summary>How long one receive waits for a message. Default 2 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
     public TimeSpan ReceiveWait { get; set; } = TimeSpan.FromSeconds(2);

@@ -118,5 +118,6 @@ public sealed class SchedulingTests : IAsyncLifetime
             WorkerId = "w",
             At = DateTimeOffset.UtcNow,
             Counters = kind == TaskEventKind.Succeeded ? TaskCounters.Zero with { InputRecords = 10 } : null,
+            OutputLength = kind == TaskEventKind.Succeeded ? 16 : null,
         }, QueueJsonContext.Default.TaskEvent), CancellationToken.None);
 }

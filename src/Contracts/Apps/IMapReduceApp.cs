@@ -29,6 +29,13 @@ public interface IMapReduceApp
     /// </summary>
     bool ReducesBySum => false;
 
+    /// <summary>
+    /// True when the output is every map output record as it came, its key followed by its value with
+    /// nothing between (the value carries its own separator), in key order — Hadoop's identity reducer
+    /// over lines: the reduce side copies bytes and never calls <see cref="Reduce"/>.
+    /// </summary>
+    bool ReducesByIdentity => false;
+
     /// <summary>True when the app reads <see cref="MapInput.FirstLineNumber"/>; it costs a scan of the blob before the split.</summary>
     bool NeedsLineNumbers => false;
 }

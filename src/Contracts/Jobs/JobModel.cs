@@ -18,6 +18,8 @@ public enum TaskPhase
 {
     Map,
     Reduce,
+    /// <summary>A range-partitioned job's one sampling task, before its maps: keys drawn from splits across the input.</summary>
+    Sample,
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<TaskState>))]
@@ -64,6 +66,14 @@ public sealed record JobSpec
     public string? MapJob { get; init; }
     /// <summary>Launch backup attempts for stragglers (Hadoop's <c>mapreduce.{map,reduce}.speculative</c>). Default on.</summary>
     public bool Speculative { get; init; } = true;
+    /// <summary><see cref="HashPartitioner"/> (default) or <see cref="RangePartitioner"/> (total order, from a sample of the map output's keys).</summary>
+    public string Partitioner { get; init; } = HashPartitioner;
+
+    public const string HashPartitioner = "hash";
+    public const string RangePartitioner = "range";
+
+    /// <summary>A range-partitioned job with more than one partition: it samples keys before its maps run.</summary>
+    public bool NeedsSample => Partitioner == RangePartitioner && ReduceTasks > 1 && MapJob is null;
 }
 
 /// <summary>Task counts of one phase.</summary>
@@ -205,6 +215,8 @@ public sealed record TaskRecord
     public int Recoveries { get; init; }
     /// <summary>When the leader sent a backup attempt for this straggler (one per task at most).</summary>
     public DateTimeOffset? BackupAt { get; init; }
+    /// <summary>A map task's winning output file's length: the manifest gives it to reducers, who read its index at the end.</summary>
+    public long? OutputLength { get; init; }
     /// <summary>When the leader recorded the task's success (the leader's clock): with <see cref="QueuedAt"/>, the task's overhead.</summary>
     public DateTimeOffset? RecordedAt { get; init; }
 }
@@ -216,11 +228,17 @@ public sealed record JobView(JobSpec Spec, JobStatus Status);
 public static class TaskNames
 {
     public static string TaskId(TaskPhase phase, int index) =>
-        (phase == TaskPhase.Map ? "m-" : "r-") + index.ToString("D5", System.Globalization.CultureInfo.InvariantCulture);
+        (phase switch { TaskPhase.Map => "m-", TaskPhase.Reduce => "r-", _ => "s-" }) + index.ToString("D5", System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>Intermediate blob of one map attempt for one partition.</summary>
-    public static string MapOutput(string jobId, int mapIndex, string attemptId, int partition) =>
-        $"{jobId}/{TaskId(TaskPhase.Map, mapIndex)}/{attemptId}/part-{partition:D5}";
+    /// <summary>The one intermediate blob of a map attempt: every partition's sorted run, then their index.</summary>
+    public static string MapOutput(string jobId, int mapIndex, string attemptId) =>
+        $"{jobId}/{TaskId(TaskPhase.Map, mapIndex)}/{attemptId}.out";
+
+    /// <summary>A range-partitioned job's R − 1 cut points, chosen by the leader from the sample task's keys.</summary>
+    public static string PartitionCuts(string jobId) => $"{jobId}/partition-cuts";
+
+    /// <summary>The keys a sample attempt drew.</summary>
+    public static string SampleKeys(string jobId, string attemptId) => $"{jobId}/s-00000/{attemptId}.keys";
 
     /// <summary>The manifest naming each map task's winning attempt, read by reduce tasks.</summary>
     public static string MapManifest(string jobId) => $"{jobId}/map-winners.json";

@@ -30,6 +30,8 @@ public sealed record JobRequest
     public string? Phase { get; init; }
     /// <summary>With <c>phase: reduce</c>, the id of the earlier map-only job.</summary>
     public string? MapJob { get; init; }
+    /// <summary><c>hash</c> (default) or <c>range</c>: total order, the parts concatenated are one sorted output.</summary>
+    public string? Partitioner { get; init; }
 }
 
 /// <summary>The seeds' request: <c>POST /request</c>.</summary>
@@ -118,6 +120,14 @@ public static class JobRequestValidator
         if (request.Phase != "reduce" && request.MapJob is not null)
         {
             return Bad("'mapJob' goes with 'phase': 'reduce'.");
+        }
+        if (request.Partitioner is not (null or JobSpec.HashPartitioner or JobSpec.RangePartitioner))
+        {
+            return Bad("'partitioner' is 'hash' (the default) or 'range' (total order: the parts concatenated are sorted).");
+        }
+        if (request.Partitioner is not null && request.Phase == "reduce")
+        {
+            return Bad("'partitioner' belongs to the map phase: a reduce-only job keeps its map job's.");
         }
         if (request.Combiner is not null && (request.App != StreamingApp || BlobNames.CheckName(request.Combiner) is not null))
         {
@@ -213,6 +223,7 @@ public static class JobRequestValidator
             Speculative = request.Speculative ?? true,
             MapOnly = request.Phase == "map",
             MapJob = request.MapJob,
+            Partitioner = request.Partitioner ?? JobSpec.HashPartitioner,
         };
         return null;
     }

@@ -32,6 +32,8 @@ public sealed record TaskMessage
     public bool SkipBadRecords { get; init; }
     /// <summary>A backup attempt for a straggler: the first of the two attempts to commit wins.</summary>
     public bool Backup { get; init; }
+    /// <summary>Range-partitioned jobs' maps: the blob (in the intermediates container) holding the R − 1 cut points.</summary>
+    public string? PartitionCuts { get; init; }
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<TaskEventKind>))]
@@ -62,7 +64,12 @@ public sealed record TaskEvent
     public string? Status { get; init; }
     /// <summary>The attempt ran a backup message.</summary>
     public bool Backup { get; init; }
+    /// <summary>Succeeded maps: the length of the attempt's output file.</summary>
+    public long? OutputLength { get; init; }
 }
 
-/// <summary>The winning attempt of every map task, by map index; written before reduce tasks are sent.</summary>
-public sealed record MapManifest(string JobId, List<string> Attempts);
+/// <summary>
+/// The winning attempt of every map task and the length of its output file, by map index; written
+/// before reduce tasks are sent.
+/// </summary>
+public sealed record MapManifest(string JobId, List<string> Attempts, List<long>? Lengths = null);

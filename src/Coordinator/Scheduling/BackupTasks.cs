@@ -28,12 +28,7 @@ public sealed class BackupTasks(TaskDispatcher dispatcher, IOptions<CoordinatorO
             {
                 continue;
             }
-            var phase = run.Status.State switch
-            {
-                JobState.Mapping => TaskPhase.Map,
-                JobState.Reducing => TaskPhase.Reduce,
-                _ => (TaskPhase?)null,
-            };
+            var phase = run.CurrentPhase;
             if (phase is { } p && Straggler(run.Tasks(p)) is { } index)
             {
                 await dispatcher.SendBackupAsync(session, run, p, index, cancellationToken);

@@ -21,6 +21,8 @@ public sealed class JobPlanner(
     ILogger<JobPlanner> logger)
 {
     private const int MaxMapTasks = 100_000;
+    private const int SamplePieces = 10;
+    private const long SampleBytesPerPiece = 1 << 20;
     private readonly StorageOptions storage = storage.Value;
 
     /// <summary>Reads an active job's stored status and task records.</summary>
@@ -33,12 +35,14 @@ public sealed class JobPlanner(
         }
         var maps = new List<TaskRecord>();
         var reduces = new List<TaskRecord>();
+        var samples = new List<TaskRecord>();
         foreach (var task in await jobs.GetTasksAsync(entry.Spec.Id, cancellationToken))
         {
-            (task.Phase == TaskPhase.Map ? maps : reduces).Add(task);
+            (task.Phase switch { TaskPhase.Map => maps, TaskPhase.Reduce => reduces, _ => samples }).Add(task);
         }
         run.Maps = [.. maps];
         run.Reduces = [.. reduces];
+        run.Samples = [.. samples];
         return run;
     }
 
@@ -56,8 +60,11 @@ public sealed class JobPlanner(
             case JobState.Mapping when JobRun.AllDone(run.Maps):
                 await FinishMapPhaseAsync(session, run, cancellationToken);
                 break;
+            case JobState.Mapping when run.CurrentPhase == TaskPhase.Sample:
+                await dispatcher.SendAsync(session, run, TaskPhase.Sample, session.ResendUnfinished, cancellationToken);
+                break;
             case JobState.Mapping:
-                await dispatcher.SendAsync(session, run, TaskPhase.Map, session.ResendUnfinished, cancellationToken);
+                await StartMapsAsync(session, run, session.ResendUnfinished, cancellationToken);
                 break;
             case JobState.Reducing when run.Reduces.Length != run.Spec.ReduceTasks:
                 await StartReducePhaseAsync(session, run, cancellationToken);
@@ -74,7 +81,11 @@ public sealed class JobPlanner(
     /// <summary>After a task succeeded: the next phase (or the end) once its phase is all done.</summary>
     public async Task AdvanceAsync(LeaderSession session, JobRun run, TaskPhase phase, CancellationToken cancellationToken)
     {
-        if (phase == TaskPhase.Map && run.Status.State == JobState.Mapping && JobRun.AllDone(run.Maps))
+        if (phase == TaskPhase.Sample && run.Status.State == JobState.Mapping && JobRun.AllDone(run.Samples))
+        {
+            await StartMapsAsync(session, run, resendUnfinished: false, cancellationToken);
+        }
+        else if (phase == TaskPhase.Map && run.Status.State == JobState.Mapping && JobRun.AllDone(run.Maps))
         {
             await FinishMapPhaseAsync(session, run, cancellationToken);
         }
@@ -127,6 +138,20 @@ public sealed class JobPlanner(
                 inputBytes += piece.Length;
             }
         }
+        // A range-partitioned job first samples its map output's keys (TeraSort's sampler): one task
+        // reads the start of up to ten splits spread across the input and runs the map over them.
+        TaskRecord[] samples = [];
+        if (spec.NeedsSample)
+        {
+            var pieces = new List<InputSplit>();
+            var count = Math.Min(SamplePieces, maps.Length);
+            for (var i = 0; i < count; i++)
+            {
+                var first = splits[(int)((long)i * maps.Length / count)][0];
+                pieces.Add(first with { Length = Math.Min(first.Length, SampleBytesPerPiece) });
+            }
+            samples = [new TaskRecord { Phase = TaskPhase.Sample, Index = 0, State = TaskState.Planned, Split = pieces[0], Splits = pieces }];
+        }
         var status = run.Status with
         {
             State = JobState.Mapping,
@@ -134,17 +159,43 @@ public sealed class JobPlanner(
             Map = JobRun.Progress(maps),
             Reduce = spec.MapOnly ? new PhaseProgress() : new PhaseProgress { Total = spec.ReduceTasks, Queued = spec.ReduceTasks },
         };
-        var writes = new List<KvWrite>(maps.Length + 1);
-        foreach (var map in maps)
+        var writes = new List<KvWrite>(maps.Length + samples.Length + 1);
+        foreach (var task in (TaskRecord[])[.. samples, .. maps])
         {
-            writes.Add(LeaderSession.TaskWrite(spec.Id, map));
+            writes.Add(LeaderSession.TaskWrite(spec.Id, task));
         }
         writes.Add(session.StatusWrite(status));
         await session.CommitAsync(writes, cancellationToken);
         run.Maps = maps;
+        run.Samples = samples;
         run.Status = status;
         Log.JobPlanned(logger, spec.Id, maps.Length, spec.ReduceTasks, inputBytes);
-        await dispatcher.SendAsync(session, run, TaskPhase.Map, resendUnfinished: false, cancellationToken);
+        if (samples.Length > 0)
+        {
+            await dispatcher.SendAsync(session, run, TaskPhase.Sample, resendUnfinished: false, cancellationToken);
+        }
+        else
+        {
+            await StartMapsAsync(session, run, resendUnfinished: false, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Sends the maps; a range-partitioned job's cut points are chosen from its sample first (again after
+    /// a failover: the same winning sample gives the same cut points).
+    /// </summary>
+    private async Task StartMapsAsync(LeaderSession session, JobRun run, bool resendUnfinished, CancellationToken cancellationToken)
+    {
+        var spec = run.Spec;
+        if (spec.NeedsSample)
+        {
+            var winner = run.Samples[0].WinningAttempt ?? throw new InvalidOperationException($"The sample task of {spec.Id} is done without a winner.");
+            var keys = PartitionCuts.Read(await blobs.ReadAllBytesAsync(storage.IntermediateContainer, TaskNames.SampleKeys(spec.Id, winner), cancellationToken));
+            var cuts = PartitionCuts.Choose([.. keys], spec.ReduceTasks);
+            await blobs.PutAsync(storage.IntermediateContainer, TaskNames.PartitionCuts(spec.Id), PartitionCuts.Write(cuts), cancellationToken);
+            Log.CutPointsChosen(logger, spec.Id, cuts.Count, keys.Length);
+        }
+        await dispatcher.SendAsync(session, run, TaskPhase.Map, resendUnfinished, cancellationToken);
     }
 
     /// <summary>Every map is done: record the winners in the manifest, then reduce — or end here for a map-only job.</summary>
@@ -152,14 +203,16 @@ public sealed class JobPlanner(
     {
         var spec = run.Spec;
         var winners = new List<string>(run.Maps.Length);
+        var lengths = new List<long>(run.Maps.Length);
         foreach (var map in run.Maps)
         {
             winners.Add(map.WinningAttempt ?? throw new InvalidOperationException($"Map task {map.Index} of {spec.Id} is done without a winner."));
+            lengths.Add(map.OutputLength ?? throw new InvalidOperationException($"Map task {map.Index} of {spec.Id} is done without its output's length."));
         }
         // The manifest is derived from fenced state, so rewriting it after a failover gives the same bytes.
         await blobs.CreateContainerIfMissingAsync(storage.IntermediateContainer, cancellationToken);
         await blobs.PutAsync(storage.IntermediateContainer, TaskNames.MapManifest(spec.Id),
-            JsonSerializer.SerializeToUtf8Bytes(new MapManifest(spec.Id, winners), QueueJsonContext.Default.MapManifest), cancellationToken);
+            JsonSerializer.SerializeToUtf8Bytes(new MapManifest(spec.Id, winners, lengths), QueueJsonContext.Default.MapManifest), cancellationToken);
         if (spec.MapOnly)
         {
             await finisher.EndAsync(session, run, JobState.Succeeded, null, cancellationToken);

@@ -61,7 +61,7 @@ public sealed class LostTaskRecovery(
         var lost = new List<(JobRun Run, TaskPhase Phase, int Index, string Why)>();
         foreach (var run in session.Active.Values)
         {
-            if (Phase(run) is not { } phase)
+            if (run.CurrentPhase is not { } phase)
             {
                 continue;
             }
@@ -122,18 +122,11 @@ public sealed class LostTaskRecovery(
         }
     }
 
-    private static TaskPhase? Phase(JobRun run) => run.Status.State switch
-    {
-        JobState.Mapping => TaskPhase.Map,
-        JobState.Reducing => TaskPhase.Reduce,
-        _ => null,
-    };
-
     private static bool HasUnfinishedTasks(LeaderSession session)
     {
         foreach (var run in session.Active.Values)
         {
-            if (Phase(run) is { } phase)
+            if (run.CurrentPhase is { } phase)
             {
                 foreach (var task in run.Tasks(phase))
                 {

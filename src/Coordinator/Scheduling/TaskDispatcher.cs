@@ -104,6 +104,7 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
             SkipBadRecords = spec.SkipBadRecords,
             IntermediatesOf = spec.MapJob ?? spec.Id,
             Backup = backup,
+            PartitionCuts = phase == TaskPhase.Map && spec.NeedsSample ? TaskNames.PartitionCuts(spec.Id) : null,
         }, QueueJsonContext.Default.TaskMessage);
     }
 }

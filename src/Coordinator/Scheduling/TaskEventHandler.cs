@@ -85,9 +85,7 @@ public sealed class TaskEventHandler(
                 }
                 writes.Add(session.StatusWrite(job.Next.Status));
                 await session.CommitAsync(writes, cancellationToken);
-                job.Run.Maps = job.Next.Maps;
-                job.Run.Reduces = job.Next.Reduces;
-                job.Run.Status = job.Next.Status;
+                job.Run.Adopt(job.Next);
                 await CompleteAsync(job.Messages, settled);
             }
             if (ignored.Count > 0)
@@ -149,7 +147,7 @@ public sealed class TaskEventHandler(
     private sealed class StagedJob(JobRun run)
     {
         public JobRun Run { get; } = run;
-        public JobRun Next { get; } = new(run.Spec, run.Status) { Maps = run.Maps, Reduces = run.Reduces };
+        public JobRun Next { get; } = run.Copy();
         public Dictionary<(TaskPhase, int), TaskRecord> Changed { get; } = [];
         /// <summary>The batch's messages about this job, settled once its write landed.</summary>
         public List<ILeasedMessage> Messages { get; } = [];
@@ -297,10 +295,17 @@ public sealed class TaskEventHandler(
                 break;
             case TaskEventKind.Succeeded:
                 var counters = report.Counters ?? TaskCounters.Zero;
-                task = task with { State = TaskState.Done, WinningAttempt = report.AttemptId, Worker = report.WorkerId, Counters = counters, FinishedAt = report.At, RecordedAt = time.GetUtcNow() };
-                status = report.Phase == TaskPhase.Map
-                    ? status with { MapCounters = status.MapCounters.Add(counters) }
-                    : status with { ReduceCounters = status.ReduceCounters.Add(counters) };
+                task = task with
+                {
+                    State = TaskState.Done, WinningAttempt = report.AttemptId, Worker = report.WorkerId, Counters = counters, FinishedAt = report.At,
+                    RecordedAt = time.GetUtcNow(), OutputLength = report.OutputLength,
+                };
+                status = report.Phase switch
+                {
+                    TaskPhase.Map => status with { MapCounters = status.MapCounters.Add(counters) },
+                    TaskPhase.Reduce => status with { ReduceCounters = status.ReduceCounters.Add(counters) },
+                    _ => status,
+                };
                 if (report.Backup)
                 {
                     status = status with { BackupWins = status.BackupWins + 1 };

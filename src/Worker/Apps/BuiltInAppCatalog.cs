@@ -10,6 +10,7 @@ public sealed class BuiltInAppCatalog : IAppCatalog
         ["wordcount"] = ([], static _ => new WordCountApp()),
         ["indexer"] = ([], static _ => new IndexerApp()),
         ["grep"] = (["pattern"], static args => new GrepApp(args)),
+        ["sort"] = ([], static _ => new SortApp()),
         ["crash"] = (["failRate", "stallRate", "stallSeconds", "poisonFile", "badRecord", "slowFile", "slowSeconds"], static args => new CrashApp(args)),
     };
 

@@ -70,12 +70,12 @@ public static class DataPathWarmup
             using var groups = new RecordGroups(new RecordMerger(runs));
             if (app.ReducesBySum)
             {
-                TaskRunner.SumGroups(groups, Stream.Null, cancellationToken);
+                ReduceRunner.SumGroups(groups, Stream.Null, cancellationToken);
             }
             else
             {
                 using var text = new StreamWriter(Stream.Null);
-                TaskRunner.ReduceGroups(app, groups, text, cancellationToken);
+                ReduceRunner.ReduceGroups(app, groups, text, cancellationToken);
             }
         }
     }

@@ -20,6 +20,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     private readonly int partitions;
     private readonly IMapReduceApp app;
     private readonly string spillFolder;
+    private readonly IPartitioner partitioner;
     private const int CombineBatch = 64;
     private const int MaxInternedValues = 1024;
     private readonly List<SpillRun> spills = [];
@@ -34,9 +35,10 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     private int used;
     private int count;
 
-    public MapOutputCollector(int partitions, IMapReduceApp app, int bufferBytes, string spillFolder)
+    public MapOutputCollector(int partitions, IMapReduceApp app, int bufferBytes, string spillFolder, IPartitioner? partitioner = null)
     {
         this.partitions = partitions;
+        this.partitioner = partitioner ?? HashPartitioner.Instance;
         this.app = app;
         this.spillFolder = spillFolder;
         budget = bufferBytes;
@@ -234,7 +236,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         var keyLength = Encoding.UTF8.GetBytes(key, span);
         var valueLength = Encoding.UTF8.GetBytes(value, span[keyLength..]);
         var keyBytes = span[..keyLength];
-        meta[count++] = new Meta(Prefix(keyBytes), used, keyLength, valueLength, StableHash.Partition(keyBytes, partitions));
+        meta[count++] = new Meta(Prefix(keyBytes), used, keyLength, valueLength, partitioner.Partition(keyBytes, partitions));
         used += keyLength + valueLength;
     }
 

@@ -85,15 +85,31 @@ public sealed class RecordWriter(Stream stream) : IDisposable
 }
 
 /// <summary>Reads records sequentially from a stream, which it owns. Spans stay valid until the next <see cref="MoveNext"/>.</summary>
-public sealed class RecordReader(Stream stream) : IRecordSource
+public sealed class RecordReader : IRecordSource
 {
-    private byte[] buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+    private readonly Stream stream;
+    private byte[] buffer;
     private int start;
     private int end;
     private int keyStart;
     private int keyLength;
     private int valueStart;
     private int valueLength;
+
+    public RecordReader(Stream stream)
+    {
+        this.stream = stream;
+        buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+    }
+
+    /// <summary>Records already in memory (a fetched map output segment): read in place; the array, rented from the shared pool, goes back to it on dispose.</summary>
+    public RecordReader(byte[] rented, int length)
+    {
+        stream = Stream.Null;
+        buffer = rented;
+        end = length;
+        BytesRead = length;
+    }
 
     public long BytesRead { get; private set; }
 
