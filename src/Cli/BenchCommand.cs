@@ -28,7 +28,13 @@ public static class BenchCommand
         var runs = new Option<int>("--runs") { Description = "With --cluster: warm runs of the books job.", DefaultValueFactory = _ => 5 };
         var repeat = new Option<int>("--repeat") { Description = "Warm runs of the engine and the all-core baselines per corpus, interleaved; medians are shown (this machine's neighbours make single runs vary).", DefaultValueFactory = _ => 3 };
         var overheadJobs = new Option<int>("--overhead-jobs") { Description = "With --cluster: tiny jobs of 8 tasks each for the per-task overhead.", DefaultValueFactory = _ => 125 };
-        var command = new Command("bench", "Measure word-count throughput of the engine against baselines.") { megabytes, copies, slots, folder, books, maps, shell, repeat, cluster, runs, overheadJobs };
+        var sort = new Option<bool>("--sort") { Description = "The sort benchmark instead: the built-in sort (range partitioner) against GNU sort on generated 100-byte records." };
+        var sortSizes = new Option<int[]>("--sort-mb") { Description = "With --sort: input sizes in MB (repeatable).", DefaultValueFactory = _ => [1000], AllowMultipleArgumentsPerToken = true };
+        var shuffle = new Option<bool>("--shuffle") { Description = "The task-granularity table instead: word count as 8x2 up to 2000x200 tasks." };
+        var command = new Command("bench", "Measure word-count throughput of the engine against baselines (--sort, --shuffle: the shuffle's benchmarks).")
+        {
+            megabytes, copies, slots, folder, books, maps, shell, repeat, cluster, runs, overheadJobs, sort, sortSizes, shuffle,
+        };
         command.SetAction(async (parse, ct) =>
         {
             try
@@ -45,6 +51,10 @@ public static class BenchCommand
 
         async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
         {
+            if (parse.GetValue(sort) || parse.GetValue(shuffle))
+            {
+                return await ShuffleBenchesAsync(parse, ct);
+            }
             if (parse.GetValue(cluster) is { } url)
             {
                 return await ClusterBench.RunAsync(url, Environment.GetEnvironmentVariable("QUEUE_API_KEY"), Path.GetFullPath(parse.GetValue(books)!),
@@ -143,6 +153,63 @@ public static class BenchCommand
             }
             Console.WriteLine();
             Console.WriteLine($"peak RSS of this process (engine and baselines): {PeakRssMiB():0} MiB");
+            return 0;
+        }
+
+        // --shuffle and --sort: on the embedded engine in this process, and on the cluster at --cluster too when given, in one run.
+        async Task<int> ShuffleBenchesAsync(ParseResult parse, CancellationToken ct)
+        {
+            var dataPath = Path.Combine(Path.GetFullPath(parse.GetValue(folder)!), "data");
+            var slotCount = parse.GetValue(slots);
+            using var client = parse.GetValue(cluster) is { } url ? new IngressClient(url, Environment.GetEnvironmentVariable("QUEUE_API_KEY")) : null;
+            await using var engine = await EmbeddedEngine.StartOrReportAsync(dataPath, slotCount, ct);
+            if (engine is null)
+            {
+                return 1;
+            }
+            if (parse.GetValue(shuffle))
+            {
+                var bookFiles = Directory.Exists(parse.GetValue(books)) ? Directory.GetFiles(parse.GetValue(books)!, "*.txt") : [];
+                Array.Sort(bookFiles, StringComparer.Ordinal);
+                if (bookFiles.Length == 0)
+                {
+                    throw new CliException($"No books in {parse.GetValue(books)}.", 2);
+                }
+                var container = "books-30-small";
+                var files = await BuildAsync(dataPath, container, bookFiles, 30, large: false, ct);
+                var reference = Baselines.WordCount(files);
+                await ShuffleBench.GranularityAsync($"embedded, {slotCount} slots", (request, token) => engine.RunAsync(request, null, token), container,
+                    (view, _) => Task.FromResult(Compare(dataPath, view, reference)), ct);
+                if (client is not null)
+                {
+                    foreach (var file in files)
+                    {
+                        await client.UploadAsync("bench-" + container, Path.GetFileName(file), file, _ => { }, ct);
+                    }
+                    await ShuffleBench.GranularityAsync($"cluster {client.BaseAddress}", async (request, token) =>
+                    {
+                        var id = await client.SubmitAsync(request, token);
+                        JobView view;
+                        while (!(view = await client.GetViewAsync(id, token)).Status.IsTerminal)
+                        {
+                            await Task.Delay(50, token);
+                        }
+                        return view;
+                    }, "bench-" + container, async (view, token) =>
+                    {
+                        using var output = new MemoryStream();
+                        await client.CopyOutputAsync(view.Spec.Id, output, token);
+                        var text = System.Text.Encoding.UTF8.GetString(output.GetBuffer(), 0, (int)output.Length);
+                        return Baselines.FirstDifference(text.Split('\n', StringSplitOptions.RemoveEmptyEntries), reference);
+                    }, ct);
+                }
+            }
+            if (parse.GetValue(sort))
+            {
+                await ShuffleBench.SortAsync(engine, dataPath, parse.GetValue(sortSizes)!, slotCount, client, ct);
+            }
+            Console.WriteLine();
+            Console.WriteLine($"peak RSS of this process (the embedded engine): {PeakRssMiB():0} MiB");
             return 0;
         }
     }

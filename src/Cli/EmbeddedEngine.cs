@@ -83,6 +83,10 @@ public sealed class EmbeddedEngine : IAsyncDisposable
         }
     }
 
+    /// <summary>Deletes a job's output parts (the benchmarks' outputs are large and checked already).</summary>
+    public Task DeleteOutputAsync(JobView view, CancellationToken cancellationToken) =>
+        view.Status.OutputContainer is { } container ? Blobs.DeletePrefixAsync(container, view.Spec.Id + "/", cancellationToken) : Task.CompletedTask;
+
     public async ValueTask DisposeAsync()
     {
         await host.StopAsync(CancellationToken.None);

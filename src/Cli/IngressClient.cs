@@ -46,6 +46,13 @@ public sealed class IngressClient : IDisposable
         return (await response.Content.ReadFromJsonAsync(QueueJsonContext.Default.JobDetails, ct))!;
     }
 
+    /// <summary>A job's spec and status without its tasks: cheap to poll, whatever the job's size.</summary>
+    public async Task<JobView> GetViewAsync(string id, CancellationToken ct)
+    {
+        using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, $"/jobs/{Uri.EscapeDataString(id)}"), ct);
+        return (await response.Content.ReadFromJsonAsync(QueueJsonContext.Default.JobView, ct))!;
+    }
+
     public async Task<List<JobView>> ListAsync(CancellationToken ct)
     {
         using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, "/jobs"), ct);
@@ -77,6 +84,20 @@ public sealed class IngressClient : IDisposable
             content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
             return new HttpRequestMessage(HttpMethod.Put, $"/blobs/{container}/{EscapePath(name)}") { Content = content };
         }, ct);
+    }
+
+    /// <summary>A blob's content as a stream (the response is disposed with it).</summary>
+    public async Task<Stream> OpenReadAsync(string container, string name, CancellationToken ct)
+    {
+        var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, $"/blobs/{container}/{EscapePath(name)}"), ct, HttpCompletionOption.ResponseHeadersRead);
+        return await response.Content.ReadAsStreamAsync(ct);
+    }
+
+    /// <summary>A succeeded job's whole output, all parts in order, as a stream.</summary>
+    public async Task<Stream> OpenOutputAsync(string id, CancellationToken ct)
+    {
+        var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, $"/jobs/{Uri.EscapeDataString(id)}/output"), ct, HttpCompletionOption.ResponseHeadersRead);
+        return await response.Content.ReadAsStreamAsync(ct);
     }
 
     public async Task DownloadAsync(string container, string name, string path, CancellationToken ct)

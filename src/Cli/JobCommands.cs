@@ -7,14 +7,14 @@ namespace Queue.Cli;
 /// <summary>The commands that talk to a running ingress: submit, status, watch, output, cancel, list, upload, download.</summary>
 public static class JobCommands
 {
-    private static readonly Option<string> Url = new("--url")
+    internal static readonly Option<string> Url = new("--url")
     {
         Description = "Ingress URL (default: $QUEUE_URL or http://127.0.0.1:5000).",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("QUEUE_URL") is { Length: > 0 } url ? url : "http://127.0.0.1:5000",
         Recursive = true,
     };
 
-    private static readonly Option<string?> ApiKey = new("--api-key")
+    internal static readonly Option<string?> ApiKey = new("--api-key")
     {
         Description = "API key, or an OAuth 2.0 bearer token, sent with every call (default: $QUEUE_API_KEY).",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable("QUEUE_API_KEY"),
@@ -37,15 +37,16 @@ public static class JobCommands
 
     private static Command Submit()
     {
-        var app = new Option<string?>("--app") { Description = "Built-in app: wordcount, indexer, grep." };
+        var app = new Option<string?>("--app") { Description = "Built-in app: wordcount, indexer, grep, sort." };
         var mapper = new Option<string?>("--mapper") { Description = "Streaming mapper script (in the scripts container) instead of --app." };
         var reducer = new Option<string?>("--reducer") { Description = "Streaming reducer script." };
         var input = new Option<string>("--input") { Description = "Input: container[/prefix].", Required = true };
         var maps = new Option<int?>("--maps") { Description = "Target number of map tasks." };
         var reduces = new Option<int?>("--reduces") { Description = "Reduce tasks (partitions)." };
+        var partitioner = new Option<string?>("--partitioner") { Description = "hash (default) or range: total order, the parts concatenated are one sorted output." };
         var args = new Option<string[]>("--arg") { Description = "App argument key=value (repeatable).", AllowMultipleArgumentsPerToken = false };
         var wait = new Option<bool>("--wait") { Description = "Watch the job until it ends." };
-        var command = new Command("submit", "Submit a job; prints its id.") { app, mapper, reducer, input, maps, reduces, args, wait };
+        var command = new Command("submit", "Submit a job; prints its id.") { app, mapper, reducer, input, maps, reduces, partitioner, args, wait };
         command.SetAction((parse, ct) => RunAsync(parse, async client =>
         {
             var arguments = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -66,6 +67,7 @@ public static class JobCommands
                 Input = parse.GetValue(input),
                 MapTasks = parse.GetValue(maps),
                 ReduceTasks = parse.GetValue(reduces),
+                Partitioner = parse.GetValue(partitioner),
                 Args = arguments,
             }, ct);
             Console.WriteLine(id);
@@ -254,7 +256,7 @@ public static class JobCommands
         return command;
     }
 
-    private static async Task<int> RunAsync(ParseResult parse, Func<IngressClient, Task<int>> action)
+    internal static async Task<int> RunAsync(ParseResult parse, Func<IngressClient, Task<int>> action)
     {
         try
         {

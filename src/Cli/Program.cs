@@ -6,4 +6,5 @@ root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(AutoscaleCommand.Create());
 JobCommands.AddTo(root);
+SortCommands.AddTo(root);
 return await root.Parse(args).InvokeAsync();

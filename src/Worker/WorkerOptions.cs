@@ -35,6 +35,13 @@ public sealed class WorkerOptions
     [System.ComponentModel.DataAnnotations.Range(0, 1L << 34)]
     public long ShuffleMemoryBytes { get; set; } = 64L << 20;
 
+    /// <summary>
+    /// Memory a worker keeps small map output files in (each at most 1/64 of it), read whole once and
+    /// shared by every reduce task on the worker. Default 256 MiB; 0 turns it off.
+    /// </summary>
+    [System.ComponentModel.DataAnnotations.Range(0, 1L << 36)]
+    public long MapOutputCacheBytes { get; set; } = 256L << 20;
+
     /// <summary>How long one receive waits for a message. Default 2 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
     public TimeSpan ReceiveWait { get; set; } = TimeSpan.FromSeconds(2);

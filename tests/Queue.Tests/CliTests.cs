@@ -27,6 +27,27 @@ public sealed class CliTests(EmbeddedEngineFixture engine) : IClassFixture<Embed
     private Task<(int Exit, string Out, string Err)> Cli(params string[] args) => RunAsync(engine.Ingress.BaseAddress.ToString(), args);
 
     [Fact]
+    public async Task GenerateSortAndValidateTheSortBenchmarkThroughTheCli()
+    {
+        var generated = await Cli("gen", "sort", "--mb", "3", "--seed", "5", "--container", "cli-sortin");
+        Assert.True(generated.Exit == 0, generated.Err);
+        var submit = await Cli("submit", "--app", "sort", "--input", "cli-sortin", "--maps", "3", "--reduces", "4", "--partitioner", "range", "--wait");
+        Assert.True(submit.Exit == 0, submit.Err + submit.Out);
+        var id = submit.Out.Split('\n')[0].Trim();
+        var valid = await Cli("validate", "sort", id);
+        Assert.True(valid.Exit == 0, valid.Err + valid.Out);
+        Assert.Contains("input:  30000 records", valid.Out, StringComparison.Ordinal);
+        Assert.Contains("valid: globally sorted", valid.Out, StringComparison.Ordinal);
+
+        // The hash partitioner's parts are sorted one by one, not as one output: validate says so and fails.
+        var hashed = await Cli("submit", "--app", "sort", "--input", "cli-sortin", "--maps", "3", "--reduces", "4", "--wait");
+        Assert.True(hashed.Exit == 0, hashed.Err + hashed.Out);
+        var invalid = await Cli("validate", "sort", hashed.Out.Split('\n')[0].Trim());
+        Assert.Equal(1, invalid.Exit);
+        Assert.Contains("out of order", invalid.Err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task UploadSubmitWatchOutputAndDownloadThroughTheCli()
     {
         var upload = await Cli("upload", RepoPaths.Gutenberg, "--container", "cli-books");

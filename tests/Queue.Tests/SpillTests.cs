@@ -7,8 +7,9 @@ namespace Queue.Tests;
 
 /// <summary>
 /// An embedded engine whose every buffer is tiny: the sort buffer spills every 64 KiB, a reduce merges
-/// at most two streams before it pre-merges to local disk, and holds at most 16 KiB of fetched segments
-/// in memory (the rest is read from the map outputs as the merge goes).
+/// at most two streams before it pre-merges to local disk, holds at most 16 KiB of fetched segments
+/// in memory (the rest is read from the map outputs as the merge goes), and caches no map output file
+/// whole, so every segment is a ranged read of its own.
 /// </summary>
 public sealed class SpillingEngineFixture : EmbeddedEngineFixture
 {
@@ -17,6 +18,7 @@ public sealed class SpillingEngineFixture : EmbeddedEngineFixture
         ["Queue__Worker__SortBufferBytes"] = "65536",
         ["Queue__Worker__MergeFactor"] = "2",
         ["Queue__Worker__ShuffleMemoryBytes"] = "16384",
+        ["Queue__Worker__MapOutputCacheBytes"] = "0",
     };
 
     public string AttemptsFolder => Path.Combine(Folder, "tmp", "attempts");

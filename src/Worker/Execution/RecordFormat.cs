@@ -88,6 +88,10 @@ public sealed class RecordWriter(Stream stream) : IDisposable
 public sealed class RecordReader : IRecordSource
 {
     private readonly Stream stream;
+    // Records already in memory are read in place: never compacted, never refilled, and the array
+    // goes back to the pool only when it was rented for this reader.
+    private readonly bool inMemory;
+    private readonly bool rented = true;
     private byte[] buffer;
     private int start;
     private int end;
@@ -104,10 +108,19 @@ public sealed class RecordReader : IRecordSource
 
     /// <summary>Records already in memory (a fetched map output segment): read in place; the array, rented from the shared pool, goes back to it on dispose.</summary>
     public RecordReader(byte[] rented, int length)
+        : this(rented, 0, length, returnToPool: true)
+    {
+    }
+
+    /// <summary>Records in part of an array others may share (a cached map output file): read in place, left as they are.</summary>
+    public RecordReader(byte[] data, int offset, int length, bool returnToPool)
     {
         stream = Stream.Null;
-        buffer = rented;
-        end = length;
+        inMemory = true;
+        rented = returnToPool;
+        buffer = data;
+        start = offset;
+        end = offset + length;
         BytesRead = length;
     }
 
@@ -158,11 +171,11 @@ public sealed class RecordReader : IRecordSource
     public void Dispose()
     {
         stream.Dispose();
-        if (buffer.Length > 0)
+        if (buffer.Length > 0 && rented)
         {
             ArrayPool<byte>.Shared.Return(buffer);
-            buffer = [];
         }
+        buffer = [];
     }
 
     /// <summary>Makes at least <paramref name="count"/> bytes available from <see cref="start"/>; false at end of stream.</summary>
@@ -172,6 +185,10 @@ public sealed class RecordReader : IRecordSource
         if (end - start >= count)
         {
             return true;
+        }
+        if (inMemory)
+        {
+            return false;
         }
         if (start > 0)
         {
