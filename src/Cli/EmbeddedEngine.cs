@@ -22,7 +22,7 @@ public sealed class EmbeddedEngine : IAsyncDisposable
 
     public static async Task<EmbeddedEngine> StartAsync(string dataPath, int slots, CancellationToken cancellationToken)
     {
-        var builder = Host.CreateApplicationBuilder();
+        var builder = Queue.Hosting.QueueApplication.CreateHostBuilder();
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["Queue:Adapters:DataPath"] = dataPath,

@@ -1,6 +1,6 @@
 using Queue.Hosting.Security;
 
-var builder = WebApplication.CreateBuilder(args);
+var builder = Queue.Hosting.QueueApplication.CreateBuilder(args);
 builder.AddQueueServiceDefaults();
 builder.AddQueueAdapters();
 builder.AddCoordinator();

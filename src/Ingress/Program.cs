@@ -1,7 +1,7 @@
 using Queue.Hosting.Security;
 using Queue.Ingress;
 
-var builder = WebApplication.CreateBuilder(args);
+var builder = Queue.Hosting.QueueApplication.CreateBuilder(args);
 builder.AddQueueServiceDefaults();
 builder.AddQueueAdapters();
 builder.AddIngress();

@@ -194,7 +194,9 @@ public sealed class TaskProcessor(
 
     private async Task RunAttemptAsync(ILeasedMessage message, TaskMessage task, string taskId, string attemptId)
     {
-        await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Started, null, null);
+        // The start report goes out while the task runs (a broker's confirm takes milliseconds, a small task
+        // not many more); it is awaited before the end report, so the leader sees them in order.
+        var startReport = ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Started, null, null);
         Log.TaskStarted(logger, task.JobId, taskId, attemptId, message.DeliveryCount);
         metrics.Started(task.Phase, message.DeliveryCount);
 
@@ -210,6 +212,7 @@ public sealed class TaskProcessor(
             var counters = result.Counters;
             await attempt.CancelAsync();
             await guard;
+            await startReport;
             await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters, watch.Status, result.MapOutputLength);
             await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
             Log.TaskSucceeded(logger, task.JobId, taskId, attemptId, time.GetElapsedTime(started).TotalMilliseconds);
@@ -222,6 +225,7 @@ public sealed class TaskProcessor(
         {
             await attempt.CancelAsync();
             await guard;
+            await startReport;
             // User code that ignores cancellation keeps running in the background; observe its end.
             _ = run.ContinueWith(static t => t.Exception, TaskScheduler.Default);
             if (watch.LeaseLost)

@@ -45,6 +45,14 @@ public sealed class AzureStorageWorkQueue : IWorkQueue
         await PutAsync(queue, body, cancellationToken);
     }
 
+    public async Task SendManyAsync(IReadOnlyList<ReadOnlyMemory<byte>> bodies, CancellationToken cancellationToken)
+    {
+        await EnsureQueuesAsync(cancellationToken);
+        // One Put Message call per message: sixteen in flight at once.
+        await Parallel.ForEachAsync(bodies, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = cancellationToken },
+            (body, ct) => new ValueTask(PutAsync(queue, body, ct)));
+    }
+
     public async Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)
     {
         await EnsureQueuesAsync(cancellationToken);

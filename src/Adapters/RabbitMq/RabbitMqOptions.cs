@@ -18,6 +18,14 @@ public sealed class RabbitMqOptions
     public ushort Prefetch { get; set; } = 4;
 
     /// <summary>
+    /// Unacknowledged events the leader holds at most: its batch (<c>Queue:Coordinator:EventBatchSize</c>,
+    /// 64). With the workers' prefetch instead, a busy phase's reports reached it four at a time and it
+    /// fell seconds behind the workers. Default 64.
+    /// </summary>
+    [Range(1, 10_000)]
+    public ushort EventsPrefetch { get; set; } = 64;
+
+    /// <summary>
     /// AMQP heartbeat asked of the broker. A process that stops answering (frozen, a stalled VM) has its
     /// connection closed by the broker after about two missed beats, and every message it held goes
     /// back to the queue: the only lease expiry RabbitMQ has. Default 10 s (RabbitMQ's own is 60 s).

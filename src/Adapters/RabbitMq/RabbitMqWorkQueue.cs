@@ -59,6 +59,33 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
         }
     }
 
+    public async Task SendManyAsync(IReadOnlyList<ReadOnlyMemory<byte>> bodies, CancellationToken cancellationToken)
+    {
+        // Publisher confirms are tracked per message, so many can be outstanding on the channel at once
+        // (RabbitMQ.Client 7's batch publishing): a window of them is awaited together.
+        const int Window = 128;
+        try
+        {
+            var channel = await PublisherAsync(cancellationToken);
+            var pending = new List<Task>(Window);
+            foreach (var body in bodies)
+            {
+                var properties = new BasicProperties { Persistent = true, MessageId = Guid.NewGuid().ToString("N") };
+                pending.Add(channel.BasicPublishAsync("", queueName, mandatory: true, properties, body, cancellationToken).AsTask());
+                if (pending.Count == Window)
+                {
+                    await Task.WhenAll(pending);
+                    pending.Clear();
+                }
+            }
+            await Task.WhenAll(pending);
+        }
+        catch (Exception e) when (IsConnectionFault(e))
+        {
+            throw Unavailable(e);
+        }
+    }
+
     public async Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int maxMessages, TimeSpan maxWait, CancellationToken cancellationToken)
     {
         try
@@ -338,7 +365,9 @@ public sealed class RabbitMqWorkQueue : IWorkQueue, IAsyncDisposable
                 }
                 var connection = await owner.ConnectionAsync(cancellationToken);
                 var consuming = await connection.CreateChannelAsync(cancellationToken: cancellationToken);
-                await consuming.BasicQosAsync(0, owner.options.Prefetch, global: false, cancellationToken);
+                // The events queue's one consumer is the leader, which applies events in batches: give it a batch's worth.
+                var prefetch = owner.Name == QueueNames.Events ? owner.options.EventsPrefetch : owner.options.Prefetch;
+                await consuming.BasicQosAsync(0, prefetch, global: false, cancellationToken);
                 var current = Interlocked.Increment(ref generation);
                 // A closed channel (crash, broker restart) ends every lease taken on it.
                 consuming.ChannelShutdownAsync += (_, _) =>

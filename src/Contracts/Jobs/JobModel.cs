@@ -230,15 +230,18 @@ public static class TaskNames
     public static string TaskId(TaskPhase phase, int index) =>
         (phase switch { TaskPhase.Map => "m-", TaskPhase.Reduce => "r-", _ => "s-" }) + index.ToString("D5", System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>The one intermediate blob of a map attempt: every partition's sorted run, then their index.</summary>
+    /// <summary>
+    /// The one intermediate blob of a map attempt: every partition's sorted run, then their index. All
+    /// of a job's map outputs sit side by side (one folder on a file system, not one per map).
+    /// </summary>
     public static string MapOutput(string jobId, int mapIndex, string attemptId) =>
-        $"{jobId}/{TaskId(TaskPhase.Map, mapIndex)}/{attemptId}.out";
+        $"{jobId}/{TaskId(TaskPhase.Map, mapIndex)}-{attemptId}.out";
 
     /// <summary>A range-partitioned job's R − 1 cut points, chosen by the leader from the sample task's keys.</summary>
     public static string PartitionCuts(string jobId) => $"{jobId}/partition-cuts";
 
     /// <summary>The keys a sample attempt drew.</summary>
-    public static string SampleKeys(string jobId, string attemptId) => $"{jobId}/s-00000/{attemptId}.keys";
+    public static string SampleKeys(string jobId, string attemptId) => $"{jobId}/s-00000-{attemptId}.keys";
 
     /// <summary>The manifest naming each map task's winning attempt, read by reduce tasks.</summary>
     public static string MapManifest(string jobId) => $"{jobId}/map-winners.json";

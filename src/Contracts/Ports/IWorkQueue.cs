@@ -29,6 +29,21 @@ public interface IWorkQueue
     Task SendAsync(ReadOnlyMemory<byte> body, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Sends many messages; returns once the broker has accepted every one durably. Brokers that
+    /// acknowledge each message on its own (RabbitMQ's publisher confirms, one HTTP call per Azure
+    /// message) keep many in flight at once: a phase of thousands of tasks is queued in a fraction of
+    /// the time one at a time would take. On a failure some may have been sent; sending them again is
+    /// harmless (the first committed attempt of a task wins).
+    /// </summary>
+    async Task SendManyAsync(IReadOnlyList<ReadOnlyMemory<byte>> bodies, CancellationToken cancellationToken)
+    {
+        foreach (var body in bodies)
+        {
+            await SendAsync(body, cancellationToken);
+        }
+    }
+
+    /// <summary>
     /// Receives up to <paramref name="maxMessages"/> messages, waiting at most
     /// <paramref name="maxWait"/> for the first. Returns an empty list when none arrived in all of
     /// <paramref name="maxWait"/>, a wait under a millisecond included (<see cref="QueueWait"/>).

@@ -20,7 +20,8 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
     {
         var spec = run.Spec;
         var records = run.Tasks(phase);
-        var sent = new List<(int Index, DateTimeOffset At)>();
+        var sent = new List<int>();
+        var messages = new List<ReadOnlyMemory<byte>>();
         for (var i = 0; i < records.Length; i++)
         {
             var state = records[i].State;
@@ -28,18 +29,18 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
             {
                 continue;
             }
-            var message = Message(session, run, phase, i, backup: false);
-            var at = time.GetUtcNow();
-            await tasks.SendAsync(message, cancellationToken);
-            sent.Add((i, at));
+            messages.Add(Message(session, run, phase, i, backup: false));
+            sent.Add(i);
         }
         if (sent.Count == 0)
         {
             return;
         }
+        var at = time.GetUtcNow();
+        await tasks.SendManyAsync(messages, cancellationToken);
         var updated = (TaskRecord[])records.Clone();
         var writes = new List<KvWrite>(sent.Count + 1);
-        foreach (var (i, at) in sent)
+        foreach (var i in sent)
         {
             updated[i] = updated[i] with { State = TaskState.Queued, QueuedAt = at };
             writes.Add(LeaderSession.TaskWrite(spec.Id, updated[i]));
