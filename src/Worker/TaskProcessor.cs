@@ -194,9 +194,13 @@ public sealed class TaskProcessor(
 
     private async Task RunAttemptAsync(ILeasedMessage message, TaskMessage task, string taskId, string attemptId)
     {
-        // The start report goes out while the task runs (a broker's confirm takes milliseconds, a small task
-        // not many more); it is awaited before the end report, so the leader sees them in order.
-        var startReport = ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Started, null, null);
+        // The start report goes out only once the task has run for StartReportDelay, while it goes on: a
+        // task that ends sooner says when it started in its end report instead, which spares the broker
+        // and the leader one message and one state write per small task. It is settled (sent or
+        // skipped) before the end report, so the leader sees the two in order.
+        var startedAt = time.GetUtcNow();
+        using var startGate = new CancellationTokenSource();
+        var startReport = ReportStartAfterDelayAsync(task, attemptId, message.DeliveryCount, startedAt, startGate.Token);
         Log.TaskStarted(logger, task.JobId, taskId, attemptId, message.DeliveryCount);
         metrics.Started(task.Phase, message.DeliveryCount);
 
@@ -212,8 +216,9 @@ public sealed class TaskProcessor(
             var counters = result.Counters;
             await attempt.CancelAsync();
             await guard;
-            await startReport;
-            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters, watch.Status, result.MapOutputLength);
+            await startGate.CancelAsync();
+            var unreportedStart = await startReport ? (DateTimeOffset?)null : startedAt;
+            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Succeeded, null, counters, watch.Status, result.MapOutputLength, unreportedStart);
             await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
             Log.TaskSucceeded(logger, task.JobId, taskId, attemptId, time.GetElapsedTime(started).TotalMilliseconds);
             metrics.Succeeded(task.Phase, time.GetElapsedTime(started), counters);
@@ -225,8 +230,12 @@ public sealed class TaskProcessor(
         {
             await attempt.CancelAsync();
             await guard;
-            await startReport;
-            // User code that ignores cancellation keeps running in the background; observe its end.
+            await startGate.CancelAsync();
+            var unreportedStart = await startReport ? (DateTimeOffset?)null : startedAt;
+            // Give the user code a moment to stop (a script's tree is killed on cancellation) so the
+            // report, and any retry it leads to, comes after it; code that ignores cancellation past
+            // the grace keeps running in the background and its end is observed.
+            await Task.WhenAny(run, Task.Delay(options.StopGrace, time, CancellationToken.None));
             _ = run.ContinueWith(static t => t.Exception, TaskScheduler.Default);
             if (watch.LeaseLost)
             {
@@ -258,7 +267,7 @@ public sealed class TaskProcessor(
                 : $"{e.GetType().Name}: {e.Message}";
             Log.TaskFailed(logger, task.JobId, taskId, attemptId, message.DeliveryCount, error);
             metrics.Failed(task.Phase, time.GetElapsedTime(started));
-            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, error, null, watch.Status);
+            await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, error, null, watch.Status, startedAt: unreportedStart);
             if (message.DeliveryCount >= task.MaxAttempts)
             {
                 await SettleAsync(message, (m, c) => m.DeadLetterAsync("MaxAttemptsExceeded", $"Attempt {m.DeliveryCount} of {task.MaxAttempts} failed: {error}", c));
@@ -335,8 +344,26 @@ public sealed class TaskProcessor(
         }
     }
 
+    /// <summary>Sends the start report once the attempt has run for <see cref="WorkerOptions.StartReportDelay"/>; false when it ended sooner.</summary>
+    private async Task<bool> ReportStartAfterDelayAsync(TaskMessage task, string attemptId, int deliveryCount, DateTimeOffset startedAt, CancellationToken ended)
+    {
+        if (options.StartReportDelay > TimeSpan.Zero)
+        {
+            try
+            {
+                await Task.Delay(options.StartReportDelay, time, ended);
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+        }
+        await ReportAsync(task, attemptId, deliveryCount, TaskEventKind.Started, null, null, at: startedAt);
+        return true;
+    }
+
     private async Task ReportAsync(TaskMessage task, string attemptId, int deliveryCount, TaskEventKind kind, string? error, TaskCounters? counters,
-        string? status = null, long? outputLength = null)
+        string? status = null, long? outputLength = null, DateTimeOffset? startedAt = null, DateTimeOffset? at = null)
     {
         var report = new TaskEvent
         {
@@ -348,7 +375,8 @@ public sealed class TaskProcessor(
             DeliveryCount = deliveryCount,
             Epoch = task.Epoch,
             WorkerId = options.WorkerId,
-            At = time.GetUtcNow(),
+            At = at ?? time.GetUtcNow(),
+            StartedAt = startedAt,
             Error = error is { Length: > 4000 } ? error[..4000] : error,
             Counters = counters,
             Status = status is { Length: > 500 } ? status[..500] : status,

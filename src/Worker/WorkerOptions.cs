@@ -42,6 +42,20 @@ public sealed class WorkerOptions
     [System.ComponentModel.DataAnnotations.Range(0, 1L << 36)]
     public long MapOutputCacheBytes { get; set; } = 256L << 20;
 
+    /// <summary>
+    /// How long an attempt runs before its start is reported on its own; one that ends sooner carries
+    /// its start time in its end report. 0 reports every start at once. Default 250 ms.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
+    public TimeSpan StartReportDelay { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// How long a failed or timed-out attempt waits for its user code (a script's process tree, an app
+    /// that ignores cancellation) to stop before it reports, so a retry never overlaps it. Default 5 s.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
+    public TimeSpan StopGrace { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long one receive waits for a message. Default 2 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
     public TimeSpan ReceiveWait { get; set; } = TimeSpan.FromSeconds(2);

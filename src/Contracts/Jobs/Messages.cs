@@ -66,6 +66,11 @@ public sealed record TaskEvent
     public bool Backup { get; init; }
     /// <summary>Succeeded maps: the length of the attempt's output file.</summary>
     public long? OutputLength { get; init; }
+    /// <summary>
+    /// On an end report whose attempt never reported its start (it ended within the worker's
+    /// <c>StartReportDelay</c>): when it started. The leader counts the attempt's start from it.
+    /// </summary>
+    public DateTimeOffset? StartedAt { get; init; }
 }
 
 /// <summary>

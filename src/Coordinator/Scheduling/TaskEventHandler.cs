@@ -287,6 +287,12 @@ public sealed class TaskEventHandler(
             return run;
         }
         var status = run.Next.Status;
+        if (report.StartedAt is { } started && report.Kind is TaskEventKind.Succeeded or TaskEventKind.Failed && task.LastAttempt != report.AttemptId)
+        {
+            // An attempt that ended before its start was reported: its start is counted here, as a Started event would have.
+            task = task with { State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = started };
+            status = status with { Attempts = status.Attempts + 1 };
+        }
         switch (report.Kind)
         {
             case TaskEventKind.Started:
