@@ -31,9 +31,10 @@ public static class BenchCommand
         var sort = new Option<bool>("--sort") { Description = "The sort benchmark instead: the built-in sort (range partitioner) against GNU sort on generated 100-byte records." };
         var sortSizes = new Option<int[]>("--sort-mb") { Description = "With --sort: input sizes in MB (repeatable).", DefaultValueFactory = _ => [1000], AllowMultipleArgumentsPerToken = true };
         var shuffle = new Option<bool>("--shuffle") { Description = "The task-granularity table instead: word count as 8x2 up to 2000x200 tasks." };
-        var command = new Command("bench", "Measure word-count throughput of the engine against baselines (--sort, --shuffle: the shuffle's benchmarks).")
+        var mix = new Option<bool>("--mix") { Description = "Several users' jobs on one pool instead: a small job alone, a large one alone, the small one behind the large one (fair sharing and first come, first served)." };
+        var command = new Command("bench", "Measure word-count throughput of the engine against baselines (--sort, --shuffle: the shuffle's benchmarks; --mix: fair sharing).")
         {
-            megabytes, copies, slots, folder, books, maps, shell, repeat, cluster, runs, overheadJobs, sort, sortSizes, shuffle,
+            megabytes, copies, slots, folder, books, maps, shell, repeat, cluster, runs, overheadJobs, sort, sortSizes, shuffle, mix,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -54,6 +55,10 @@ public static class BenchCommand
             if (parse.GetValue(sort) || parse.GetValue(shuffle))
             {
                 return await ShuffleBenchesAsync(parse, ct);
+            }
+            if (parse.GetValue(mix))
+            {
+                return await MixBenchesAsync(parse, ct);
             }
             if (parse.GetValue(cluster) is { } url)
             {
@@ -153,6 +158,60 @@ public static class BenchCommand
             }
             Console.WriteLine();
             Console.WriteLine($"peak RSS of this process (engine and baselines): {PeakRssMiB():0} MiB");
+            return 0;
+        }
+
+        // --mix: fair sharing against first come, first served on the embedded engine, and the cluster at --cluster too when given.
+        async Task<int> MixBenchesAsync(ParseResult parse, CancellationToken ct)
+        {
+            var dataPath = Path.Combine(Path.GetFullPath(parse.GetValue(folder)!), "data");
+            var slotCount = parse.GetValue(slots);
+            var repeats = Math.Clamp(parse.GetValue(repeat), 1, 20);
+            var bookFiles = Directory.Exists(parse.GetValue(books)) ? Directory.GetFiles(parse.GetValue(books)!, "*.txt") : [];
+            Array.Sort(bookFiles, StringComparer.Ordinal);
+            if (bookFiles.Length == 0)
+            {
+                throw new CliException($"No books in {parse.GetValue(books)}.", 2);
+            }
+            var (smallInput, largeInput) = ("books-1-large", "books-30-small");
+            var smallFiles = await BuildAsync(dataPath, smallInput, bookFiles, 1, large: true, ct);
+            var largeFiles = await BuildAsync(dataPath, largeInput, bookFiles, 30, large: false, ct);
+            var (smallReference, largeReference) = (Baselines.WordCount(smallFiles), Baselines.WordCount(largeFiles));
+            var title = $"Sharing the pool: small = word count over the books (3.3 MB, 8 x 2), large = the books x30 (100 MB, 240 files, 240 x 4); small submitted once a fifth of large's maps are done; medians of {repeats}";
+            var columns = new List<(string, MixBench.Result)>();
+            foreach (var fair in new[] { true, false })
+            {
+                await using var engine = await EmbeddedEngine.StartOrReportAsync(dataPath, slotCount, ct,
+                    new Dictionary<string, string?> { ["Queue:Coordinator:FairSharing"] = fair ? "true" : "false" });
+                if (engine is null)
+                {
+                    return 1;
+                }
+                var pool = new MixBench.Pool("the embedded engine", engine.SubmitAsync, engine.ViewAsync,
+                    (view, small, _) => Task.FromResult(Compare(dataPath, view, small ? smallReference : largeReference)));
+                columns.Add((fair ? "fair sharing" : "first come, first served", await MixBench.RunAsync(pool, smallInput, largeInput, repeats, ct)));
+            }
+            MixBench.Print($"{title}\nembedded, {slotCount} slots:", columns);
+            if (parse.GetValue(cluster) is { } url)
+            {
+                using var client = new IngressClient(url, Environment.GetEnvironmentVariable("QUEUE_API_KEY"));
+                foreach (var (input, files) in new[] { (smallInput, smallFiles), (largeInput, largeFiles) })
+                {
+                    foreach (var file in files)
+                    {
+                        await client.UploadAsync("bench-" + input, Path.GetFileName(file), file, _ => { }, ct);
+                    }
+                }
+                var pool = new MixBench.Pool($"cluster {client.BaseAddress}", client.SubmitAsync, client.GetViewAsync, async (view, small, token) =>
+                {
+                    using var output = new MemoryStream();
+                    await client.CopyOutputAsync(view.Spec.Id, output, token);
+                    var text = System.Text.Encoding.UTF8.GetString(output.GetBuffer(), 0, (int)output.Length);
+                    return Baselines.FirstDifference(text.Split('\n', StringSplitOptions.RemoveEmptyEntries), small ? smallReference : largeReference);
+                });
+                MixBench.Print($"cluster {client.BaseAddress} (its leader's sharing setting):",
+                    [("cluster", await MixBench.RunAsync(pool, "bench-" + smallInput, "bench-" + largeInput, repeats, ct))]);
+            }
             return 0;
         }
 

@@ -20,7 +20,7 @@ public sealed class EmbeddedEngine : IAsyncDisposable
 
     public IBlobStore Blobs => host.Services.GetRequiredService<IBlobStore>();
 
-    public static async Task<EmbeddedEngine> StartAsync(string dataPath, int slots, CancellationToken cancellationToken)
+    public static async Task<EmbeddedEngine> StartAsync(string dataPath, int slots, CancellationToken cancellationToken, IReadOnlyDictionary<string, string?>? settings = null)
     {
         var builder = Queue.Hosting.QueueApplication.CreateHostBuilder();
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -29,6 +29,10 @@ public sealed class EmbeddedEngine : IAsyncDisposable
             ["Queue:Worker:Slots"] = slots.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["Queue:Coordinator:PollInterval"] = "00:00:00.100",
         });
+        if (settings is not null)
+        {
+            builder.Configuration.AddInMemoryCollection(settings);
+        }
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.AddQueueAdapters();
         builder.AddCoordinator();
@@ -49,11 +53,11 @@ public sealed class EmbeddedEngine : IAsyncDisposable
     }
 
     /// <summary>Starts the engine, or prints why it cannot (another engine holds the folder) and returns null.</summary>
-    public static async Task<EmbeddedEngine?> StartOrReportAsync(string dataPath, int slots, CancellationToken cancellationToken)
+    public static async Task<EmbeddedEngine?> StartOrReportAsync(string dataPath, int slots, CancellationToken cancellationToken, IReadOnlyDictionary<string, string?>? settings = null)
     {
         try
         {
-            return await StartAsync(dataPath, slots, cancellationToken);
+            return await StartAsync(dataPath, slots, cancellationToken, settings);
         }
         catch (CliException e)
         {
@@ -62,17 +66,23 @@ public sealed class EmbeddedEngine : IAsyncDisposable
         }
     }
 
+    /// <summary>Submits a job; returns its id.</summary>
+    public async Task<string> SubmitAsync(JobRequest request, CancellationToken cancellationToken)
+    {
+        var (id, error) = await Submission.SubmitAsync(request, cancellationToken);
+        return error is null ? id! : throw new InvalidOperationException($"{error.Title}: {error.Detail}");
+    }
+
+    public async Task<JobView> ViewAsync(string id, CancellationToken cancellationToken) =>
+        await Jobs.GetAsync(id, cancellationToken) ?? throw new InvalidOperationException($"Job {id} vanished.");
+
     /// <summary>Submits a job and waits for it to end, calling <paramref name="progress"/> as it runs.</summary>
     public async Task<JobView> RunAsync(JobRequest request, Action<JobStatus>? progress, CancellationToken cancellationToken)
     {
-        var (id, error) = await Submission.SubmitAsync(request, cancellationToken);
-        if (error is not null)
-        {
-            throw new InvalidOperationException($"{error.Title}: {error.Detail}");
-        }
+        var id = await SubmitAsync(request, cancellationToken);
         while (true)
         {
-            var view = await Jobs.GetAsync(id!, cancellationToken) ?? throw new InvalidOperationException($"Job {id} vanished.");
+            var view = await ViewAsync(id, cancellationToken);
             progress?.Invoke(view.Status);
             if (view.Status.IsTerminal)
             {

@@ -15,6 +15,7 @@ public static class CoordinatorHostingExtensions
         builder.Services.AddHostedService<QueueDepthSampler>();
         builder.Services.AddHostedService<LeaderElectionService>();
         builder.Services.AddSingleton<TaskDispatcher>();
+        builder.Services.AddSingleton<FairAdmission>();
         builder.Services.AddSingleton<JobFinisher>();
         builder.Services.AddSingleton<JobPlanner>();
         builder.Services.AddSingleton<TaskEventHandler>();

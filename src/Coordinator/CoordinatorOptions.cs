@@ -41,6 +41,25 @@ public sealed class CoordinatorOptions
     public TimeSpan LostTaskGrace { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Events taken from the queue at once; a job's changes from one batch are one transaction (etcd allows 128 operations). Default 64.</summary>
+    /// <summary>
+    /// Fair admission (Hadoop's Fair Scheduler): the leader keeps the task queue filled just ahead of
+    /// the live slots, choosing each next task by weighted max-min fair share across running jobs.
+    /// Off: every task of a phase is queued at once, first come first served.
+    /// </summary>
+    public bool FairSharing { get; set; } = true;
+
+    /// <summary>Tasks kept queued beyond the free slots, so a slot that frees finds work at once; default: half the live slots, at least 2.</summary>
+    [Range(1, 100_000)]
+    public int? QueueAhead { get; set; }
+
+    /// <summary>At most this many of one job's tasks on the queue at once (none: no limit but the share).</summary>
+    [Range(1, 100_000)]
+    public int? MaxQueuedPerJob { get; set; }
+
+    /// <summary>How often the leader reads the live slots from the workers' heartbeats. Default 1 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
+    public TimeSpan SlotsRefresh { get; set; } = TimeSpan.FromSeconds(1);
+
     [Range(1, 99)]
     public int EventBatchSize { get; set; } = 64;
 

@@ -22,6 +22,7 @@ public sealed class JobScheduler(
     JobFinisher finisher,
     BackupTasks backups,
     LostTaskRecovery recovery,
+    FairAdmission admission,
     IOptions<CoordinatorOptions> options,
     CoordinatorMetrics metrics,
     TimeProvider time,
@@ -94,6 +95,7 @@ public sealed class JobScheduler(
         {
             await ScanJobsAsync(session, cancellationToken);
             Log.Reconciled(logger, session.Active.Count);
+            await admission.FillAsync(session, cancellationToken);
             var nextScan = time.GetUtcNow() + options.PollInterval;
             var nextDeadLetters = time.GetUtcNow() + options.DeadLetterInterval;
             while (true)
@@ -111,10 +113,13 @@ public sealed class JobScheduler(
                     await handler.HandleBatchAsync(session, wait > TimeSpan.Zero ? wait : TimeSpan.Zero, wake.Token, cancellationToken);
                     Volatile.Write(ref wakeUp, null);
                 }
+                // A start or an end frees room on the queue; fill it now, not on a timer.
+                await admission.FillAsync(session, cancellationToken);
                 var now = time.GetUtcNow();
                 if (Interlocked.Exchange(ref scanRequested, 0) == 1 || now >= nextScan)
                 {
                     await ScanJobsAsync(session, cancellationToken);
+                    await admission.FillAsync(session, cancellationToken);
                     if (now >= nextScan)
                     {
                         nextScan = now + options.PollInterval;
@@ -125,6 +130,7 @@ public sealed class JobScheduler(
                     await handler.DrainDeadLettersAsync(session, cancellationToken);
                     await backups.LaunchAsync(session, cancellationToken);
                     await recovery.RecoverAsync(session, cancellationToken);
+                    await admission.FillAsync(session, cancellationToken);
                     nextDeadLetters = now + options.DeadLetterInterval;
                 }
             }

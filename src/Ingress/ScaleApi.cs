@@ -23,7 +23,8 @@ public sealed class ScaleOptions
 
 /// <summary>
 /// <c>GET /scale</c>: one signal for every autoscaler (KEDA's metrics-api trigger, <c>scripts/cluster.sh up
-/// --autoscale</c>): queued tasks from the queue, leased ones from the workers' heartbeats, and the desired
+/// --autoscale</c>): queued tasks from the queue, leased ones from the workers' heartbeats, pending ones the
+/// leader holds back (fair admission) from the jobs' statuses, and the desired
 /// worker count, which never drops below the workers holding leases, so scale-in only takes idle ones.
 /// </summary>
 public static class ScaleApi
@@ -50,13 +51,20 @@ public static class ScaleApi
             busyWorkers += worker.Busy > 0 ? 1 : 0;
             reportedSlots = Math.Max(reportedSlots, worker.Slots);
         }
+        // The leader holds back what the pool has no room for yet (fair admission): count it too, or
+        // autoscaling would stop at the queue's shallow depth.
+        long pending = 0;
+        foreach (var job in await jobs.ListActiveEntriesAsync(ct))
+        {
+            pending += job.Status.PendingTasks;
+        }
         var scale = options.Value;
         var slots = scale.SlotsPerWorker ?? Math.Max(1, reportedSlots);
         // Brokers see only their own process's leases; the workers' heartbeats see all of them.
         var leased = Math.Max(busy, depth.Leased);
-        var desired = (int)Math.Min(int.MaxValue, (depth.Active + leased + slots - 1) / slots);
+        var desired = (int)Math.Min(int.MaxValue, (depth.Active + leased + pending + slots - 1) / slots);
         desired = Math.Clamp(Math.Max(desired, busyWorkers), scale.MinWorkers, Math.Max(scale.MinWorkers, scale.MaxWorkers));
-        return Results.Ok(new ScaleSignal(depth.Active, leased, workers.Count, busyWorkers, slots, desired, scale.MinWorkers, scale.MaxWorkers,
+        return Results.Ok(new ScaleSignal(depth.Active, leased, pending, workers.Count, busyWorkers, slots, desired, scale.MinWorkers, scale.MaxWorkers,
             completed, bytes, time.GetUtcNow()));
     }
 }

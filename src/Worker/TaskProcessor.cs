@@ -57,6 +57,11 @@ public sealed class TaskProcessor(
         await using var registration = stoppingToken.Register(() => drain.CancelAfter(options.DrainTimeout));
         Log.WorkerStarted(logger, options.WorkerId, options.Slots);
         metrics.ObserveSlots(() => BusySlots, options.Slots);
+        // Every busy slot holds a pool thread with CPU-bound user code. Without spare threads, lease
+        // renewals, reports and (in the embedded engine) the leader's own loop would wait for a task to
+        // end before the pool grew: the leader then refills the queue only once a wave of tasks is done.
+        ThreadPool.GetMinThreads(out var workerThreads, out var ioThreads);
+        ThreadPool.SetMinThreads(Math.Max(workerThreads, options.Slots + Environment.ProcessorCount), ioThreads);
         var slots = new Task[options.Slots];
         for (var i = 0; i < slots.Length; i++)
         {
@@ -207,7 +212,7 @@ public sealed class TaskProcessor(
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(drain.Token);
         attempt.CancelAfter(task.TaskTimeout);
         var watch = new LeaseWatch();
-        var guard = GuardAsync(message, task, attemptId, watch, attempt);
+        var guard = GuardAsync(message, task, attemptId, watch, startReport, attempt);
         var started = time.GetTimestamp();
         var run = Task.Run(() => runner.RunAsync(task, attemptId, status => watch.Status = status, attempt.Token), CancellationToken.None);
         try
@@ -281,7 +286,7 @@ public sealed class TaskProcessor(
     }
 
     /// <summary>Renews the lease at half its remaining time, watches for job cancellation and reports status changes, until the attempt ends.</summary>
-    private async Task GuardAsync(ILeasedMessage message, TaskMessage task, string attemptId, LeaseWatch watch, CancellationTokenSource attempt)
+    private async Task GuardAsync(ILeasedMessage message, TaskMessage task, string attemptId, LeaseWatch watch, Task<bool> startReport, CancellationTokenSource attempt)
     {
         string? reportedStatus = null;
         var nextCancelCheck = time.GetUtcNow() + options.CancelCheckInterval;
@@ -309,7 +314,8 @@ public sealed class TaskProcessor(
                     {
                         nextCancelCheck = now + options.CancelCheckInterval;
                         // A script's status goes out while it runs, at most once per check interval.
-                        if (watch.Status is { } current && current != reportedStatus)
+                        // After the start report only: the leader ignores progress of an attempt it has not seen start.
+                        if (watch.Status is { } current && current != reportedStatus && startReport.IsCompletedSuccessfully && startReport.Result)
                         {
                             reportedStatus = current;
                             await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Progress, null, null, current);

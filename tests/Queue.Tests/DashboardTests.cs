@@ -12,7 +12,7 @@ public sealed class DashboardTests(EmbeddedEngineFixture engine) : IClassFixture
         await using var browser = await HeadlessChromium.StartAsync();
         await browser.NavigateAsync(engine.Ingress.BaseAddress);
         // Ready once the page's script has run its first refresh (before that a click would submit the plain form).
-        await WaitForAsync(browser, "document.getElementById('refreshed')?.textContent?.startsWith('updated') || null");
+        await browser.WaitForAsync("document.getElementById('refreshed')?.textContent?.startsWith('updated') || null");
 
         await browser.EvaluateAsync("""
             document.querySelector('[name=input]').value = 'books';
@@ -20,15 +20,15 @@ public sealed class DashboardTests(EmbeddedEngineFixture engine) : IClassFixture
             document.querySelector('[name=reduceTasks]').value = '2';
             document.querySelector('#submit button').click();
             """);
-        var id = (string)(await WaitForAsync(browser, "document.querySelector('#submit-result').dataset.job || null"))!;
+        var id = (string)(await browser.WaitForAsync("document.querySelector('#submit-result').dataset.job || null"))!;
         Assert.Matches("^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$", id);
 
-        var state = await WaitForAsync(browser, $"(() => {{ const c = document.querySelector('tr[data-job=\"{id}\"] td.state'); return c && c.dataset.state === 'Succeeded' ? c.dataset.state : null; }})()", TimeSpan.FromSeconds(60));
+        var state = await browser.WaitForAsync($"(() => {{ const c = document.querySelector('tr[data-job=\"{id}\"] td.state'); return c && c.dataset.state === 'Succeeded' ? c.dataset.state : null; }})()", TimeSpan.FromSeconds(60));
         Assert.Equal("Succeeded", (string)state!);
         // The job's tasks, the queues and the workers show too.
-        await WaitForAsync(browser, "document.querySelectorAll('#tasks tbody tr').length >= 8 || null");
-        await WaitForAsync(browser, "document.querySelectorAll('#queues tbody tr').length === 2 || null");
-        await WaitForAsync(browser, "document.querySelectorAll('#workers tbody tr').length >= 1 || null");
+        await browser.WaitForAsync("document.querySelectorAll('#tasks tbody tr').length >= 8 || null");
+        await browser.WaitForAsync("document.querySelectorAll('#queues tbody tr').length === 2 || null");
+        await browser.WaitForAsync("document.querySelectorAll('#workers tbody tr').length >= 1 || null");
 
         var png = await browser.ScreenshotAsync();
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
@@ -48,28 +48,5 @@ public sealed class DashboardTests(EmbeddedEngineFixture engine) : IClassFixture
         }
         Assert.NotNull(paths["/jobs"]!["post"]);
         Assert.NotNull(paths["/jobs/{id}"]!["delete"]);
-    }
-
-    private static async Task<System.Text.Json.Nodes.JsonNode?> WaitForAsync(HeadlessChromium browser, string expression, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
-        while (true)
-        {
-            System.Text.Json.Nodes.JsonNode? value;
-            try
-            {
-                value = await browser.EvaluateAsync(expression);
-            }
-            catch (InvalidOperationException e) when (e.Message.Contains("navigated", StringComparison.Ordinal) || e.Message.Contains("context", StringComparison.OrdinalIgnoreCase))
-            {
-                value = null; // the page is still loading
-            }
-            if (value is not null && value.ToJsonString() is not ("false" or "null"))
-            {
-                return value;
-            }
-            Assert.True(DateTime.UtcNow < deadline, $"The page never satisfied: {expression}");
-            await Task.Delay(200);
-        }
     }
 }

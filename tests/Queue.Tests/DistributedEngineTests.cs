@@ -70,6 +70,21 @@ public abstract class ProcessClusterFixture : IAsyncLifetime
         }
     }
 
+    /// <summary>The coordinator that says it leads.</summary>
+    public async Task<ServiceProcess> LeaderAsync()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        foreach (var coordinator in Coordinators.Where(c => !c.HasExited))
+        {
+            var status = await http.GetFromJsonAsync(new Uri(coordinator.BaseAddress, "/coordinator"), CoordinatorJsonContext.Default.CoordinatorStatus);
+            if (status!.Leader)
+            {
+                return coordinator;
+            }
+        }
+        throw new InvalidOperationException("No coordinator leads.");
+    }
+
     public Task<ServiceProcess> StartWorkerAsync(int index) =>
         StartAsync("Queue.Worker", new() { ["Queue__Worker__WorkerId"] = $"worker-{index}-{Guid.NewGuid():N}"[..16], ["Queue__Worker__Slots"] = "2" });
 
@@ -426,17 +441,5 @@ public sealed class DistributedEngineTests(ClusterFixture cluster) : IClassFixtu
         cluster.Coordinators[index] = await cluster.StartAsync("Queue.Coordinator", new() { ["Queue__Coordinator__CandidateId"] = $"coordinator-{index}-again" });
     }
 
-    private async Task<ServiceProcess> LeaderAsync()
-    {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        foreach (var coordinator in cluster.Coordinators.Where(c => !c.HasExited))
-        {
-            var status = await http.GetFromJsonAsync(new Uri(coordinator.BaseAddress, "/coordinator"), CoordinatorJsonContext.Default.CoordinatorStatus);
-            if (status!.Leader)
-            {
-                return coordinator;
-            }
-        }
-        throw new InvalidOperationException("No coordinator leads.");
-    }
+    private Task<ServiceProcess> LeaderAsync() => cluster.LeaderAsync();
 }

@@ -57,6 +57,10 @@ public sealed class SchedulingTests : IAsyncLifetime
         session.Active[spec.Id] = run;
         await planner.ResumeAsync(session, run, CancellationToken.None);
         Assert.Equal(JobState.Mapping, run.Status.State);
+        // Planned, then let in by fair admission: with no worker alive yet, the queue is kept two tasks deep.
+        Assert.All(run.Maps, m => Assert.Equal(TaskState.Planned, m.State));
+        var admission = Get<FairAdmission>();
+        await admission.FillAsync(session, CancellationToken.None);
         Assert.All(run.Maps, m => Assert.Equal(TaskState.Queued, m.State));
 
         var tasks = host.Services.GetRequiredKeyedService<IWorkQueue>(QueueNames.Tasks);
@@ -87,7 +91,10 @@ public sealed class SchedulingTests : IAsyncLifetime
                 Assert.Equal("a" + t.Index, t.WinningAttempt);
             }
         });
-        Assert.Equal(3, (await tasks.ReceiveAsync(10, TimeSpan.Zero, CancellationToken.None)).Count);
+        Assert.Equal(3, stored.Reduce.Pending);
+        await admission.FillAsync(session, CancellationToken.None);
+        Assert.Equal(2, (await tasks.ReceiveAsync(10, TimeSpan.Zero, CancellationToken.None)).Count);
+        Assert.Equal(1, (await jobs.GetAsync(spec.Id, CancellationToken.None))!.Status.Reduce.Pending);
         // The batch's changes to the job went in one transaction: every map record has the same revision.
         var store = Get<IKeyValueStore>();
         var revisions = new HashSet<long>();

@@ -46,6 +46,10 @@ public sealed partial class EtcdConnection : IDisposable
                 KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
                 SslOptions = tls ?? new System.Net.Security.SslClientAuthenticationOptions(),
             };
+            // A member that was down (a restart, etcd started after us) is tried again within 2 s, not after
+            // gRPC's default backoff of up to 120 s, which kept a coordinator waiting long after etcd was back.
+            channel.InitialReconnectBackoff = TimeSpan.FromMilliseconds(500);
+            channel.MaxReconnectBackoff = TimeSpan.FromSeconds(2);
             // The library's balancer keeps only host and port of each endpoint: TLS is chosen here, not by the scheme.
             if (tls is not null)
             {

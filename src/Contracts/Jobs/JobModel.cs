@@ -69,6 +69,17 @@ public sealed record JobSpec
     /// <summary><see cref="HashPartitioner"/> (default) or <see cref="RangePartitioner"/> (total order, from a sample of the map output's keys).</summary>
     public string Partitioner { get; init; } = HashPartitioner;
 
+    /// <summary><c>high</c>, <c>normal</c>, <c>low</c>, or the weight given as a number.</summary>
+    public string Priority { get; init; } = NormalPriority;
+    /// <summary>The job's weight in max-min fair sharing of the pool's slots (Hadoop's Fair Scheduler).</summary>
+    public double Weight { get; init; } = 1;
+    /// <summary>At most this many of the job's tasks queued or running at once; none: no limit but its share.</summary>
+    public int? MaxRunningTasks { get; init; }
+
+    public const string HighPriority = "high";
+    public const string NormalPriority = "normal";
+    public const string LowPriority = "low";
+
     public const string HashPartitioner = "hash";
     public const string RangePartitioner = "range";
 
@@ -80,6 +91,9 @@ public sealed record JobSpec
 public sealed record PhaseProgress
 {
     public int Total { get; init; }
+    /// <summary>Held back by the leader until the job's fair share has room for them (not yet on the task queue).</summary>
+    public int Pending { get; init; }
+    /// <summary>On the task queue (or taken by a worker that has not reported its start yet).</summary>
     public int Queued { get; init; }
     public int Running { get; init; }
     public int Done { get; init; }
@@ -166,6 +180,26 @@ public sealed record JobStatus
     public string? OutputContainer { get; init; }
     /// <summary>Epoch of the leader that last wrote this.</summary>
     public long Epoch { get; init; }
+
+    /// <summary>The job's weight in fair sharing (from its priority).</summary>
+    public double Weight { get; init; } = 1;
+
+    /// <summary>Slots the job's tasks hold now (their attempts reported running).</summary>
+    public int RunningTasks => Map.Running + Reduce.Running;
+
+    /// <summary>
+    /// Tasks let in and waiting for a slot, or running but not reported yet (a worker reports a start
+    /// only past <c>StartReportDelay</c>): with <see cref="RunningTasks"/>, the job's share of the pool now.
+    /// </summary>
+    public int QueuedTasks => Map.Queued + Reduce.Queued;
+
+    /// <summary>Tasks of the running phase the leader holds back until the job's share has room.</summary>
+    public int PendingTasks => State switch
+    {
+        JobState.Mapping => Map.Pending,
+        JobState.Reducing => Reduce.Pending,
+        _ => 0,
+    };
 
     /// <summary>Seconds the map phase took (so far, while it runs).</summary>
     public double? MapSeconds => StartedAt is { } s ? ((MapFinishedAt ?? FinishedAt ?? DateTimeOffset.UtcNow) - s).TotalSeconds : null;

@@ -32,6 +32,10 @@ public sealed record JobRequest
     public string? MapJob { get; init; }
     /// <summary><c>hash</c> (default) or <c>range</c>: total order, the parts concatenated are one sorted output.</summary>
     public string? Partitioner { get; init; }
+    /// <summary>The job's share of the pool beside other jobs: <c>high</c> (2), <c>normal</c> (1, the default), <c>low</c> (0.5), or a weight (a number, 0.01 to 100).</summary>
+    public System.Text.Json.JsonElement? Priority { get; init; }
+    /// <summary>At most this many of the job's tasks queued or running at once (none: as many as its fair share).</summary>
+    public int? MaxRunningTasks { get; init; }
 }
 
 /// <summary>The seeds' request: <c>POST /request</c>.</summary>
@@ -178,6 +182,14 @@ public static class JobRequestValidator
         {
             return Bad("'taskTimeoutSeconds' must be between 1 and 86400.");
         }
+        if (CheckPriority(request.Priority, out var priority, out var weight) is { } priorityError)
+        {
+            return priorityError;
+        }
+        if (request.MaxRunningTasks is { } most && most is < 1 or > MaxTasks)
+        {
+            return Bad($"'maxRunningTasks' must be between 1 and {MaxTasks}.");
+        }
         var args = request.Args ?? [];
         if (args.Count > 64)
         {
@@ -224,8 +236,39 @@ public static class JobRequestValidator
             MapOnly = request.Phase == "map",
             MapJob = request.MapJob,
             Partitioner = request.Partitioner ?? JobSpec.HashPartitioner,
+            Priority = priority,
+            Weight = weight,
+            MaxRunningTasks = request.MaxRunningTasks,
         };
         return null;
+    }
+
+    /// <summary>A named priority or a numeric weight, as the Fair Scheduler's pool weights.</summary>
+    private static RequestError? CheckPriority(System.Text.Json.JsonElement? value, out string priority, out double weight)
+    {
+        priority = JobSpec.NormalPriority;
+        weight = 1;
+        const string Rule = "'priority' is 'high' (weight 2), 'normal' (1, the default), 'low' (0.5) or a weight between 0.01 and 100.";
+        switch (value)
+        {
+            case null or { ValueKind: System.Text.Json.JsonValueKind.Null }:
+                return null;
+            case { ValueKind: System.Text.Json.JsonValueKind.String } text:
+                (priority, weight) = text.GetString() switch
+                {
+                    JobSpec.HighPriority => (JobSpec.HighPriority, 2.0),
+                    JobSpec.NormalPriority => (JobSpec.NormalPriority, 1.0),
+                    JobSpec.LowPriority => (JobSpec.LowPriority, 0.5),
+                    _ => ("", 0.0),
+                };
+                return weight > 0 ? null : Bad(Rule);
+            case { ValueKind: System.Text.Json.JsonValueKind.Number } number when number.TryGetDouble(out var w) && w is >= 0.01 and <= 100:
+                weight = w;
+                priority = w.ToString("0.###", CultureInfo.InvariantCulture);
+                return null;
+            default:
+                return Bad(Rule);
+        }
     }
 
     /// <summary>Splits <c>container/prefix</c> and rejects hostile names (.., absolute paths, control characters).</summary>
@@ -294,9 +337,9 @@ public sealed record WorkerHeartbeat(
 
 /// <summary>
 /// What an autoscaler needs (<c>GET /scale</c>): tasks waiting and leased, the workers alive and busy, and
-/// the worker count that serves them: ceil((queued + leased) / slots), never below the workers holding
+/// the worker count that serves them: ceil((queued + leased + pending) / slots), never below the workers holding
 /// leases, within [min, max]. Cumulative completions and bytes let a dashboard plot rates.
 /// </summary>
 public sealed record ScaleSignal(
-    long QueuedTasks, long LeasedTasks, int Workers, int BusyWorkers, int SlotsPerWorker, int DesiredWorkers, int MinWorkers, int MaxWorkers,
+    long QueuedTasks, long LeasedTasks, long PendingTasks, int Workers, int BusyWorkers, int SlotsPerWorker, int DesiredWorkers, int MinWorkers, int MaxWorkers,
     long TasksCompleted, long BytesProcessed, DateTimeOffset At);

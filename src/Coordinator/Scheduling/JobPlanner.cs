@@ -61,7 +61,7 @@ public sealed class JobPlanner(
                 await FinishMapPhaseAsync(session, run, cancellationToken);
                 break;
             case JobState.Mapping when run.CurrentPhase == TaskPhase.Sample:
-                await dispatcher.SendAsync(session, run, TaskPhase.Sample, session.ResendUnfinished, cancellationToken);
+                await dispatcher.SendAsync(session, run, TaskPhase.Sample, session.ResendUnfinished, admit: 0, cancellationToken);
                 break;
             case JobState.Mapping:
                 await StartMapsAsync(session, run, session.ResendUnfinished, cancellationToken);
@@ -73,7 +73,7 @@ public sealed class JobPlanner(
                 await finisher.EndAsync(session, run, JobState.Succeeded, null, cancellationToken);
                 break;
             case JobState.Reducing:
-                await dispatcher.SendAsync(session, run, TaskPhase.Reduce, session.ResendUnfinished, cancellationToken);
+                await dispatcher.SendAsync(session, run, TaskPhase.Reduce, session.ResendUnfinished, admit: 0, cancellationToken);
                 break;
         }
     }
@@ -157,7 +157,7 @@ public sealed class JobPlanner(
             State = JobState.Mapping,
             StartedAt = time.GetUtcNow(),
             Map = JobRun.Progress(maps),
-            Reduce = spec.MapOnly ? new PhaseProgress() : new PhaseProgress { Total = spec.ReduceTasks, Queued = spec.ReduceTasks },
+            Reduce = spec.MapOnly ? new PhaseProgress() : new PhaseProgress { Total = spec.ReduceTasks, Pending = spec.ReduceTasks },
         };
         var writes = new List<KvWrite>(maps.Length + samples.Length + 1);
         foreach (var task in (TaskRecord[])[.. samples, .. maps])
@@ -170,19 +170,17 @@ public sealed class JobPlanner(
         run.Samples = samples;
         run.Status = status;
         Log.JobPlanned(logger, spec.Id, maps.Length, spec.ReduceTasks, inputBytes);
-        if (samples.Length > 0)
-        {
-            await dispatcher.SendAsync(session, run, TaskPhase.Sample, resendUnfinished: false, cancellationToken);
-        }
-        else
+        // The planned tasks (the sample, or the maps) go out as FairAdmission lets them in.
+        if (samples.Length == 0)
         {
             await StartMapsAsync(session, run, resendUnfinished: false, cancellationToken);
         }
     }
 
     /// <summary>
-    /// Sends the maps; a range-partitioned job's cut points are chosen from its sample first (again after
-    /// a failover: the same winning sample gives the same cut points).
+    /// Readies the maps (FairAdmission sends them; after a restart of the embedded queue the unfinished
+    /// ones are sent again here); a range-partitioned job's cut points are chosen from its sample first
+    /// (again after a failover: the same winning sample gives the same cut points).
     /// </summary>
     private async Task StartMapsAsync(LeaderSession session, JobRun run, bool resendUnfinished, CancellationToken cancellationToken)
     {
@@ -195,7 +193,7 @@ public sealed class JobPlanner(
             await blobs.PutAsync(storage.IntermediateContainer, TaskNames.PartitionCuts(spec.Id), PartitionCuts.Write(cuts), cancellationToken);
             Log.CutPointsChosen(logger, spec.Id, cuts.Count, keys.Length);
         }
-        await dispatcher.SendAsync(session, run, TaskPhase.Map, resendUnfinished, cancellationToken);
+        await dispatcher.SendAsync(session, run, TaskPhase.Map, resendUnfinished, admit: 0, cancellationToken);
     }
 
     /// <summary>Every map is done: record the winners in the manifest, then reduce — or end here for a map-only job.</summary>
@@ -245,6 +243,6 @@ public sealed class JobPlanner(
         run.Reduces = reduces;
         run.Status = status;
         Log.ReducePhaseStarted(logger, spec.Id, reduces.Length);
-        await dispatcher.SendAsync(session, run, TaskPhase.Reduce, resendUnfinished: false, cancellationToken);
+        // FairAdmission sends the reduces as the job's share allows.
     }
 }

@@ -70,12 +70,14 @@ public sealed class JobRun(JobSpec spec, JobStatus status)
 
     public static PhaseProgress Progress(TaskRecord[] tasks)
     {
-        int queued = 0, running = 0, done = 0, failed = 0;
+        int pending = 0, queued = 0, running = 0, done = 0, failed = 0;
         foreach (var task in tasks)
         {
             switch (task.State)
             {
                 case TaskState.Planned:
+                    pending++;
+                    break;
                 case TaskState.Queued:
                     queued++;
                     break;
@@ -90,7 +92,7 @@ public sealed class JobRun(JobSpec spec, JobStatus status)
                     break;
             }
         }
-        return new PhaseProgress { Total = tasks.Length, Queued = queued, Running = running, Done = done, Failed = failed };
+        return new PhaseProgress { Total = tasks.Length, Pending = pending, Queued = queued, Running = running, Done = done, Failed = failed };
     }
 
     public static bool AllDone(TaskRecord[] tasks)

@@ -13,23 +13,58 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
     public bool QueueIsDurable => tasks.IsDurable;
 
     /// <summary>
-    /// Sends every Planned task of a phase (and, with <paramref name="resendUnfinished"/>, every Queued
-    /// and Running one too: their messages were lost), then records them as Queued.
+    /// Sends the first <paramref name="admit"/> Planned tasks of a phase (those <see cref="FairAdmission"/>
+    /// let in) and, with <paramref name="resendUnfinished"/>, every Queued and Running one (their messages
+    /// were lost with the last process), then records them as Queued in one fenced write.
     /// </summary>
-    public async Task SendAsync(LeaderSession session, JobRun run, TaskPhase phase, bool resendUnfinished, CancellationToken cancellationToken)
+    public async Task SendAsync(LeaderSession session, JobRun run, TaskPhase phase, bool resendUnfinished, int admit, CancellationToken cancellationToken)
     {
-        var spec = run.Spec;
-        var records = run.Tasks(phase);
+        var next = run.Copy();
+        var changed = new Dictionary<(TaskPhase, int), TaskRecord>();
+        await StageAsync(session, next, phase, resendUnfinished, admit, changed, cancellationToken);
+        if (changed.Count == 0)
+        {
+            return;
+        }
+        var writes = new List<KvWrite>(changed.Count + 1);
+        foreach (var task in changed.Values)
+        {
+            writes.Add(LeaderSession.TaskWrite(run.Spec.Id, task));
+        }
+        writes.Add(session.StatusWrite(next.Status));
+        await session.CommitAsync(writes, cancellationToken);
+        run.Adopt(next);
+    }
+
+    /// <summary>
+    /// As <see cref="SendAsync"/>, but the tasks are marked Queued on <paramref name="next"/> (a staged copy)
+    /// and added to <paramref name="changed"/> for the caller's own write: the event handler records a
+    /// batch's events and the tasks they made room for in one transaction. Sent first, recorded after: a
+    /// leader that dies in between leaves them Planned and the next one sends them again, a duplicate the
+    /// first commit wins over, never a task recorded as queued that no message carries.
+    /// </summary>
+    public async Task StageAsync(LeaderSession session, JobRun next, TaskPhase phase, bool resendUnfinished, int admit,
+        Dictionary<(TaskPhase, int), TaskRecord> changed, CancellationToken cancellationToken)
+    {
+        var records = next.Tasks(phase);
         var sent = new List<int>();
         var messages = new List<ReadOnlyMemory<byte>>();
         for (var i = 0; i < records.Length; i++)
         {
             var state = records[i].State;
-            if (state != TaskState.Planned && !(resendUnfinished && state is TaskState.Queued or TaskState.Running))
+            if (state == TaskState.Planned)
+            {
+                if (admit <= 0)
+                {
+                    continue;
+                }
+                admit--;
+            }
+            else if (!(resendUnfinished && state is TaskState.Queued or TaskState.Running))
             {
                 continue;
             }
-            messages.Add(Message(session, run, phase, i, backup: false));
+            messages.Add(Message(session, next, phase, i, backup: false));
             sent.Add(i);
         }
         if (sent.Count == 0)
@@ -39,17 +74,13 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
         var at = time.GetUtcNow();
         await tasks.SendManyAsync(messages, cancellationToken);
         var updated = (TaskRecord[])records.Clone();
-        var writes = new List<KvWrite>(sent.Count + 1);
         foreach (var i in sent)
         {
             updated[i] = updated[i] with { State = TaskState.Queued, QueuedAt = at };
-            writes.Add(LeaderSession.TaskWrite(spec.Id, updated[i]));
+            changed[(phase, i)] = updated[i];
         }
-        var status = JobRun.WithProgress(run.Status, phase, updated);
-        writes.Add(session.StatusWrite(status));
-        await session.CommitAsync(writes, cancellationToken);
-        run.SetTasks(phase, updated);
-        run.Status = status;
+        next.SetTasks(phase, updated);
+        next.Status = JobRun.WithProgress(next.Status, phase, updated);
     }
 
     /// <summary>Sends a second attempt of a running task (a straggler) and records it on the task and the job.</summary>

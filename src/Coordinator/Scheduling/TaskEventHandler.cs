@@ -17,6 +17,8 @@ public sealed class TaskEventHandler(
     [FromKeyedServices(QueueNames.Events)] IWorkQueue events,
     JobPlanner planner,
     JobFinisher finisher,
+    TaskDispatcher dispatcher,
+    FairAdmission admission,
     IOptions<CoordinatorOptions> options,
     TimeProvider time,
     ILogger<TaskEventHandler> logger)
@@ -65,9 +67,10 @@ public sealed class TaskEventHandler(
             {
                 throw new LeadershipLostException($"Epoch {session.Lead.Epoch} is no longer confirmed by the store; its events go back to the queue.");
             }
+            var ends = 0;
             foreach (var message in batch)
             {
-                if (Stage(session, message, staged) is { } job)
+                if (Stage(session, message, staged, ref ends) is { } job)
                 {
                     job.Messages.Add(message);
                 }
@@ -75,6 +78,17 @@ public sealed class TaskEventHandler(
                 {
                     ignored.Add(message);
                 }
+            }
+            // The room the batch's ends (and starts) made is filled in the same write: the tasks are sent
+            // now and recorded as queued with the events that made room for them.
+            admission.ObserveEnds(ends);
+            foreach (var admit in await admission.DecideAsync(session, run => staged.TryGetValue(run.Spec.Id, out var s) ? s.Next : run, cancellationToken))
+            {
+                if (!staged.TryGetValue(admit.Run.Spec.Id, out var job))
+                {
+                    staged[admit.Run.Spec.Id] = job = new StagedJob(admit.Run);
+                }
+                await dispatcher.StageAsync(session, job.Next, admit.Phase, resendUnfinished: false, admit.Count, job.Changed, cancellationToken);
             }
             foreach (var job in staged.Values)
             {
@@ -240,7 +254,7 @@ public sealed class TaskEventHandler(
     }
 
     /// <summary>Applies one event to its job's staged copy; returns that job, or null when the event is for no active job or unreadable.</summary>
-    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
+    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged, ref int ends)
     {
         TaskEvent? report;
         try
@@ -345,6 +359,10 @@ public sealed class TaskEventHandler(
         if (report.Kind == TaskEventKind.Succeeded)
         {
             run.Succeeded.Add(report.Phase);
+        }
+        if (report.Kind is TaskEventKind.Succeeded or TaskEventKind.Failed)
+        {
+            ends++;
         }
         return run;
     }

@@ -8,14 +8,20 @@ const history = [];
 const windowMs = 5 * 60 * 1000;
 window.queueHistory = history;
 
-function record(scale) {
+// Slots each job held at each sample (its tasks reported running), for the per-job plot.
+const jobColors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const jobColor = new Map();
+
+function record(scale, jobs) {
   const now = Date.now();
   const last = history[history.length - 1];
   const seconds = last ? (now - last.t) / 1000 : 0;
   // A worker that stops takes its counters with it: never plot a negative rate.
   const rate = (value, previous) => (last && seconds > 0 ? Math.max(0, (value - previous) / seconds) : 0);
   history.push({
-    t: now, queued: scale.queuedTasks, leased: scale.leasedTasks, workers: scale.workers, busy: scale.busyWorkers, desired: scale.desiredWorkers,
+    t: now, queued: scale.queuedTasks, leased: scale.leasedTasks, pending: scale.pendingTasks ?? 0,
+    // A job's share: its tasks running or let in for a slot (short tasks report their start only at their end).
+    slots: Object.fromEntries(jobs.filter((j) => ["Mapping", "Reducing"].includes(j.status.state)).map((j) => [j.spec.id, j.status.runningTasks + j.status.queuedTasks])), workers: scale.workers, busy: scale.busyWorkers, desired: scale.desiredWorkers,
     completed: scale.tasksCompleted, bytes: scale.bytesProcessed,
     tasksPerSecond: rate(scale.tasksCompleted, last?.completed ?? 0), mbPerSecond: rate(scale.bytesProcessed, last?.bytes ?? 0) / 1e6,
   });
@@ -25,16 +31,28 @@ function record(scale) {
   load.dataset.maxWorkers = Math.max(...history.map((h) => h.workers));
   load.dataset.maxQueued = Math.max(...history.map((h) => h.queued));
   load.dataset.workers = scale.workers;
+  const shares = {};
+  for (const h of history) for (const [id, n] of Object.entries(h.slots)) shares[id] = Math.max(shares[id] ?? 0, n);
+  load.dataset.jobSlots = JSON.stringify(shares);
 }
 
-function plot(id, series) {
+// One line per job seen in the window: the slots its tasks held at each sample (fair sharing at work).
+function plotJobSlots() {
+  const ids = [];
+  for (const h of history) for (const id of Object.keys(h.slots)) if (!ids.includes(id)) ids.push(id);
+  for (const id of ids) if (!jobColor.has(id)) jobColor.set(id, jobColors[jobColor.size % jobColors.length]);
+  const series = ids.slice(-8).map((id) => ({ key: `slots:${id}`, label: id.slice(-6), color: jobColor.get(id) }));
+  plot("plot-jobs", series, (p, key) => p.slots[key.slice(6)] ?? 0);
+}
+
+function plot(id, series, value = (p, key) => p[key]) {
   const canvas = document.getElementById(id);
   const g = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, left = 34, bottom = 16, top = 6;
   g.clearRect(0, 0, w, h);
   const now = Date.now();
   let max = 1;
-  for (const s of series) for (const p of history) max = Math.max(max, p[s.key]);
+  for (const s of series) for (const p of history) max = Math.max(max, value(p, s.key));
   max = Math.ceil(max);
   g.strokeStyle = "#ccc"; g.fillStyle = "#555"; g.font = "10px sans-serif";
   g.beginPath(); g.moveTo(left, top); g.lineTo(left, h - bottom); g.lineTo(w, h - bottom); g.stroke();
@@ -47,15 +65,16 @@ function plot(id, series) {
   const y = (v) => h - bottom - (v / max) * (h - bottom - top);
   series.forEach((s, i) => {
     g.strokeStyle = s.color; g.lineWidth = 1.5; g.beginPath();
-    history.forEach((p, j) => (j ? g.lineTo(x(p.t), y(p[s.key])) : g.moveTo(x(p.t), y(p[s.key]))));
+    history.forEach((p, j) => (j ? g.lineTo(x(p.t), y(value(p, s.key))) : g.moveTo(x(p.t), y(value(p, s.key)))));
     g.stroke();
-    const current = history.length ? history[history.length - 1][s.key] : 0;
-    g.fillStyle = s.color; g.fillText(`${s.label} ${Number.isInteger(current) ? current : current.toFixed(1)}`, left + 6 + i * 90, top + 10);
+    const current = history.length ? value(history[history.length - 1], s.key) : 0;
+    g.fillStyle = s.color; g.fillText(`${s.label} ${Number.isInteger(current) ? current : current.toFixed(1)}`, left + 6 + (i % 3) * 100, top + 10 + Math.floor(i / 3) * 11);
   });
 }
 
 function drawPlots() {
-  plot("plot-depth", [{ key: "queued", label: "queued", color: "#1f77b4" }, { key: "leased", label: "leased", color: "#ff7f0e" }]);
+  plot("plot-depth", [{ key: "queued", label: "queued", color: "#1f77b4" }, { key: "leased", label: "leased", color: "#ff7f0e" }, { key: "pending", label: "pending", color: "#7f7f7f" }]);
+  plotJobSlots();
   plot("plot-workers", [{ key: "workers", label: "workers", color: "#2ca02c" }, { key: "busy", label: "busy", color: "#d62728" }, { key: "desired", label: "desired", color: "#9467bd" }]);
   plot("plot-tasks", [{ key: "tasksPerSecond", label: "tasks/s", color: "#1f77b4" }]);
   plot("plot-bytes", [{ key: "mbPerSecond", label: "MB/s", color: "#8c564b" }]);
@@ -71,7 +90,7 @@ const el = (tag, attrs = {}, ...children) => {
 };
 
 const bar = (p) => {
-  const outer = el("div", { class: "bar", title: `${p.done} done, ${p.running} running, ${p.queued} queued, ${p.failed} failed of ${p.total}` });
+  const outer = el("div", { class: "bar", title: `${p.done} done, ${p.running} running, ${p.queued} queued, ${p.pending ?? 0} pending, ${p.failed} failed of ${p.total}` });
   const pct = (n) => (p.total ? (100 * n) / p.total : 0);
   const done = el("span"); done.style.width = `${pct(p.done)}%`;
   const running = el("span", { class: "running" }); running.style.left = `${pct(p.done)}%`; running.style.width = `${pct(p.running)}%`;
@@ -131,7 +150,7 @@ if (sessionStorage.getItem(credentialKey)) document.getElementById("signout").hi
 
 async function refresh() {
   const [jobs, queues, workers, scale] = await Promise.all([getJson("/jobs"), getJson("/queues"), getJson("/workers"), getJson("/scale")]);
-  record(scale);
+  record(scale, jobs);
   drawPlots();
   fill("jobs", jobs.map((job) => {
     const s = job.status;
@@ -139,6 +158,8 @@ async function refresh() {
       el("td", {}, job.spec.id), el("td", {}, job.spec.app),
       el("td", { class: `state ${s.state}`, "data-state": s.state }, s.state),
       el("td", {}, bar(s.map)), el("td", {}, bar(s.reduce)),
+      el("td", { class: "share", "data-running": s.runningTasks, "data-queued": s.queuedTasks, "data-pending": s.pendingTasks, "data-weight": s.weight },
+        `${s.runningTasks} running, ${s.queuedTasks} queued, ${s.pendingTasks} pending, ${job.spec.priority} (${s.weight})`),
       el("td", {}, `${s.attempts} (${s.failedAttempts} failed)`),
       el("td", {}, new Date(s.submittedAt).toLocaleTimeString()));
     row.addEventListener("click", () => { selected = job.spec.id; refresh(); });

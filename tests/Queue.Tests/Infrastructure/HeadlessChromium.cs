@@ -78,6 +78,30 @@ public sealed class HeadlessChromium : IAsyncDisposable
         return result["result"]?["value"];
     }
 
+    /// <summary>Evaluates <paramref name="expression"/> until it gives something other than null or false; fails the test past the timeout (20 s).</summary>
+    public async Task<JsonNode?> WaitForAsync(string expression, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (true)
+        {
+            JsonNode? value;
+            try
+            {
+                value = await EvaluateAsync(expression);
+            }
+            catch (InvalidOperationException e) when (e.Message.Contains("navigated", StringComparison.Ordinal) || e.Message.Contains("context", StringComparison.OrdinalIgnoreCase))
+            {
+                value = null; // the page is still loading
+            }
+            if (value is not null && value.ToJsonString() is not ("false" or "null"))
+            {
+                return value;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"The page never satisfied: {expression}");
+            await Task.Delay(200);
+        }
+    }
+
     public async Task<byte[]> ScreenshotAsync()
     {
         var result = await SendAsync("Page.captureScreenshot", new JsonObject { ["format"] = "png", ["captureBeyondViewport"] = true });

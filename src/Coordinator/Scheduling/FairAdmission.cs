@@ -1,0 +1,222 @@
+using Microsoft.Extensions.Options;
+using Queue.Contracts.Jobs;
+
+namespace Queue.Coordinator.Scheduling;
+
+/// <summary>
+/// Decides which planned tasks enter the task queue (Hadoop's Fair Scheduler, for a pull-based pool).
+/// The queue is kept filled just ahead of the live slots: room = slots + ahead − running − queued.
+/// Each next task goes to the running job with the least (running + queued) / weight (weighted max-min
+/// fairness by water-filling), within the job's <c>maxRunningTasks</c> and
+/// <see cref="CoordinatorOptions.MaxQueuedPerJob"/>. Tasks of a few milliseconds mostly end between two
+/// rounds, so every round starts from empty slots and the level alone would hand the ties to the same
+/// job each time: ties go to the job with the least service so far (tasks admitted / weight, start-time
+/// fair queuing's virtual time; a job joins at the current minimum, with no credit), which keeps the
+/// shares right over time whatever the task size. Ahead is <see cref="CoordinatorOptions.QueueAhead"/>,
+/// or by default the larger of half the slots (at least 2) and twice the tasks that end per round (a
+/// moving average): enough that slots do not wait for the leader's next round, and a newly submitted
+/// job waits about two rounds. The leader calls it within every batch of events (a start or an end
+/// frees room; the tasks go into the batch's own write) and after every scan, so the queue never runs
+/// dry while work is pending. What it keeps besides the stored task states and the workers' heartbeats
+/// (the service so far, the average) only breaks ties and sizes the queue: a new leader starts afresh
+/// and admits nothing twice. Backups, retries and recoveries do not pass through here: they keep their
+/// place.
+/// </summary>
+public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOptions<CoordinatorOptions> options, TimeProvider time)
+{
+    private const int MinAhead = 2;
+    private readonly CoordinatorOptions options = options.Value;
+    private readonly List<Share> shares = [];
+    private readonly Dictionary<string, double> service = new(StringComparer.Ordinal);
+    private int slots;
+    private double endsPerRound;
+    private DateTimeOffset nextSlotsRead = DateTimeOffset.MinValue;
+
+    /// <summary>Tells how many tasks ended (succeeded or failed) in one round of the leader, for the queue's depth.</summary>
+    public void ObserveEnds(int ends) => endsPerRound += (ends - endsPerRound) / 8;
+
+    /// <summary>Slots of the live workers, as last read from their heartbeats.</summary>
+    public int LiveSlots => slots;
+
+    /// <summary>Sends the planned tasks the pool has room for, fairly across the session's running jobs, one write per job.</summary>
+    public async Task FillAsync(LeaderSession session, CancellationToken cancellationToken)
+    {
+        foreach (var admit in await DecideAsync(session, static run => run, cancellationToken))
+        {
+            await dispatcher.SendAsync(session, admit.Run, admit.Phase, resendUnfinished: false, admit.Count, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// How many planned tasks of which job to let in now, judged on each job as <paramref name="view"/>
+    /// shows it (the event handler passes its staged copies, so the tasks a batch made room for go into
+    /// the batch's own write). The answers name the session's active runs.
+    /// </summary>
+    public async Task<List<Admission>> DecideAsync(LeaderSession session, Func<JobRun, JobRun> view, CancellationToken cancellationToken)
+    {
+        shares.Clear();
+        int running = 0, queued = 0;
+        var pending = false;
+        foreach (var active in session.Active.Values)
+        {
+            var run = view(active);
+            // A phase a staged batch just completed moves on only after its write (the planner may have
+            // work to do first, as a range-partitioned job's cut points before its maps): not here.
+            if (run.CurrentPhase is not { } phase || phase != active.CurrentPhase)
+            {
+                continue;
+            }
+            var share = Count(active, run, phase);
+            running += share.Running;
+            queued += share.Queued;
+            pending |= share.Pending > 0;
+            shares.Add(share);
+        }
+        var admissions = new List<Admission>();
+        if (!pending)
+        {
+            return admissions;
+        }
+        var room = int.MaxValue;
+        if (options.FairSharing)
+        {
+            await ReadSlotsAsync(cancellationToken);
+            var ahead = options.QueueAhead ?? Math.Max(Math.Max(MinAhead, (slots + 1) / 2), (int)Math.Ceiling(2 * endsPerRound));
+            room = slots + ahead - running - queued;
+        }
+        if (room <= 0)
+        {
+            return admissions;
+        }
+        JoinService();
+        Allot(room);
+        foreach (var share in shares)
+        {
+            if (share.Admit > 0)
+            {
+                admissions.Add(new Admission(share.Run, share.Phase, share.Admit));
+            }
+        }
+        return admissions;
+    }
+
+    /// <summary>A job seen for the first time starts at the least service of the others (no credit for having waited); ended jobs are forgotten.</summary>
+    private void JoinService()
+    {
+        var least = double.MaxValue;
+        foreach (var share in shares)
+        {
+            if (service.TryGetValue(share.Run.Spec.Id, out var served) && served < least)
+            {
+                least = served;
+            }
+        }
+        foreach (var share in shares)
+        {
+            service.TryAdd(share.Run.Spec.Id, least == double.MaxValue ? 0 : least);
+        }
+        if (service.Count > 2 * shares.Count + 16)
+        {
+            var current = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var share in shares)
+            {
+                current.Add(share.Run.Spec.Id);
+            }
+            foreach (var id in service.Keys.ToList())
+            {
+                if (!current.Contains(id))
+                {
+                    service.Remove(id);
+                }
+            }
+        }
+    }
+
+    /// <summary>Water-filling: one task at a time to the job furthest below its weighted share; ties to the least served.</summary>
+    private void Allot(int room)
+    {
+        var maxQueued = options.MaxQueuedPerJob ?? int.MaxValue;
+        while (room > 0)
+        {
+            Share? next = null;
+            var nextLevel = double.MaxValue;
+            var nextServed = double.MaxValue;
+            foreach (var share in shares)
+            {
+                if (share.Pending == 0 || share.Queued >= maxQueued || share.Running + share.Queued >= (share.Run.Spec.MaxRunningTasks ?? int.MaxValue))
+                {
+                    continue;
+                }
+                var level = (share.Running + share.Queued) / share.Run.Spec.Weight;
+                var served = service[share.Run.Spec.Id];
+                if (level < nextLevel || (level == nextLevel && (served < nextServed
+                    || (served == nextServed && share.Run.Spec.SubmittedAt < next!.Run.Spec.SubmittedAt))))
+                {
+                    next = share;
+                    nextLevel = level;
+                    nextServed = served;
+                }
+            }
+            if (next is null)
+            {
+                return;
+            }
+            service[next.Run.Spec.Id] = nextServed + (1 / next.Run.Spec.Weight);
+            next.Admit++;
+            next.Queued++;
+            next.Pending--;
+            room--;
+        }
+    }
+
+    private async Task ReadSlotsAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        if (now < nextSlotsRead)
+        {
+            return;
+        }
+        var total = 0;
+        foreach (var worker in await jobs.ListWorkersAsync(cancellationToken))
+        {
+            total += worker.Slots;
+        }
+        slots = total;
+        nextSlotsRead = now + options.SlotsRefresh;
+    }
+
+    private static Share Count(JobRun active, JobRun run, TaskPhase phase)
+    {
+        var share = new Share(active, phase);
+        foreach (var task in run.Tasks(phase))
+        {
+            switch (task.State)
+            {
+                case TaskState.Planned:
+                    share.Pending++;
+                    break;
+                case TaskState.Queued:
+                    share.Queued++;
+                    break;
+                case TaskState.Running:
+                    share.Running++;
+                    break;
+            }
+        }
+        return share;
+    }
+
+    /// <summary>Let <see cref="Count"/> planned tasks of <see cref="Run"/>'s <see cref="Phase"/> in.</summary>
+    public sealed record Admission(JobRun Run, TaskPhase Phase, int Count);
+
+    /// <summary>One job's slots in use, its queued and held-back tasks, and what this round admits.</summary>
+    private sealed class Share(JobRun run, TaskPhase phase)
+    {
+        public JobRun Run { get; } = run;
+        public TaskPhase Phase { get; } = phase;
+        public int Running { get; set; }
+        public int Queued { get; set; }
+        public int Pending { get; set; }
+        public int Admit { get; set; }
+    }
+}

@@ -1,0 +1,284 @@
+using System.Net.Http.Json;
+using Queue.Contracts.Jobs;
+using Queue.Coordinator;
+using Queue.Tests.Infrastructure;
+using Queue.Worker.Apps;
+
+namespace Queue.Tests;
+
+/// <summary>Fair sharing is judged by time: its tests run alone, not beside other test classes.</summary>
+[CollectionDefinition("fair-sharing", DisableParallelization = true)]
+public sealed class FairSharingCollection;
+
+/// <summary>The books copied <see cref="Copies"/> times into a <c>big</c> container (≈40 MB in 96 files): a job that takes a while.</summary>
+public static class BigInput
+{
+    public const int Copies = 12;
+
+    public static void WriteTo(string dataPath)
+    {
+        var folder = Path.Combine(dataPath, "big");
+        Directory.CreateDirectory(folder);
+        foreach (var file in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
+        {
+            for (var copy = 0; copy < Copies; copy++)
+            {
+                File.Copy(file, Path.Combine(folder, $"copy-{copy:00}-{Path.GetFileName(file)}"));
+            }
+        }
+    }
+
+    /// <summary>The sequential reference over the very files the engine reads.</summary>
+    public static readonly Lazy<List<string>> WordCount = new(() =>
+        SequentialReference.Run(new WordCountApp(), Directory.GetFiles(RepoPaths.Gutenberg, "*.txt")
+            .SelectMany(f => Enumerable.Range(0, Copies).Select(c => ($"copy-{c:00}-{Path.GetFileName(f)}", File.ReadAllText(f))))));
+
+    public static readonly Lazy<List<string>> Books = new(() => SequentialReference.Run(new WordCountApp(), SequentialReference.ReadFolder(RepoPaths.Gutenberg)));
+}
+
+/// <summary>Reads what fair sharing did from the task records: slot-seconds per job within a window.</summary>
+public static class Shares
+{
+    /// <summary>
+    /// Slot-seconds of the job's map attempts the leader let in between <paramref name="from"/> and
+    /// <paramref name="to"/>: what the job was granted while it competed.
+    /// </summary>
+    public static double SlotSeconds(JobDetails job, DateTimeOffset from, DateTimeOffset to)
+    {
+        var total = 0.0;
+        foreach (var task in job.Tasks)
+        {
+            if (task is { Phase: TaskPhase.Map, QueuedAt: { } queued, StartedAt: { } start, FinishedAt: { } end } && queued >= from && queued <= to)
+            {
+                total += (end - start).TotalSeconds;
+            }
+        }
+        return total;
+    }
+
+    /// <summary>
+    /// The time both jobs had maps waiting to be let in: from the later job's first admission to the
+    /// earlier of the two last map admissions. (Outside it one job is alone, or has no more maps to ask
+    /// for and max-min fairness rightly gives the rest to the other.)
+    /// </summary>
+    public static (DateTimeOffset From, DateTimeOffset To) Overlap(JobDetails a, JobDetails b)
+    {
+        static (DateTimeOffset First, DateTimeOffset Last) Admissions(JobDetails job)
+        {
+            var maps = job.Tasks.Where(t => t.Phase == TaskPhase.Map && t.QueuedAt is not null).Select(t => t.QueuedAt!.Value).ToList();
+            return (maps.Min(), maps.Max());
+        }
+        var (firstA, lastA) = Admissions(a);
+        var (firstB, lastB) = Admissions(b);
+        return (firstA > firstB ? firstA : firstB, lastA < lastB ? lastA : lastB);
+    }
+
+    public static double Wall(JobStatus status) => (status.FinishedAt!.Value - status.SubmittedAt).TotalSeconds;
+
+    /// <summary>The median of three runs of a job alone (the first warms the engine up when asked).</summary>
+    public static async Task<double> AloneAsync(JobClient client, object request, List<string> reference, int runs = 3)
+    {
+        var walls = new List<double>();
+        for (var i = 0; i < runs; i++)
+        {
+            var id = await client.SubmitAsync(request);
+            var view = await client.WaitAsync(id, TimeSpan.FromMinutes(3));
+            Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+            Assert.Equal(reference, await client.OutputAsync(id));
+            walls.Add(Wall(view.Status));
+        }
+        walls.Sort();
+        return walls[walls.Count / 2];
+    }
+
+    /// <summary>
+    /// A large job, then a small one once a fifth of the large one's maps are done: the small one must
+    /// finish within 3× its time alone, the large one take no longer than alone plus the small one's
+    /// time alone (its work on the whole pool) plus 15 % for this machine's run-to-run spread; both exact.
+    /// </summary>
+    public static async Task SmallBehindLargeAsync(JobClient client, object large, object small)
+    {
+        await AloneAsync(client, small, BigInput.Books.Value, runs: 1);
+        var smallAlone = await AloneAsync(client, small, BigInput.Books.Value);
+        var largeAlone = await AloneAsync(client, large, BigInput.WordCount.Value);
+
+        var largeId = await client.SubmitAsync(large);
+        await client.WaitUntilAsync(largeId, s => s.Map.Total > 0 && s.Map.Done >= s.Map.Total / 5);
+        var smallId = await client.SubmitAsync(small);
+        var smallView = await client.WaitAsync(smallId, TimeSpan.FromMinutes(2));
+        var largeView = await client.WaitAsync(largeId, TimeSpan.FromMinutes(3));
+        Assert.True(smallView.Status.State == JobState.Succeeded, smallView.Status.Error);
+        Assert.True(largeView.Status.State == JobState.Succeeded, largeView.Status.Error);
+        Assert.Equal(BigInput.Books.Value, await client.OutputAsync(smallId));
+        Assert.Equal(BigInput.WordCount.Value, await client.OutputAsync(largeId));
+        Assert.True(largeView.Status.FinishedAt > smallView.Status.FinishedAt, "The small job should finish while the large one still runs.");
+
+        var smallShared = Wall(smallView.Status);
+        var st = smallView.Status;
+        Assert.True(smallShared <= 3 * smallAlone, $"The small job took {smallShared:0.000} s behind the large one, {smallAlone:0.000} s alone "
+            + $"(planned after {(st.StartedAt!.Value - st.SubmittedAt).TotalSeconds:0.000} s, maps {st.MapSeconds:0.000} s, reduces {st.ReduceSeconds:0.000} s).");
+        var largeShared = Wall(largeView.Status);
+        Assert.True(largeShared <= largeAlone * 1.15 + smallAlone,
+            $"The large job took {largeShared:0.000} s beside the small one, {largeAlone:0.000} s alone; the small one alone {smallAlone:0.000} s.");
+    }
+
+    /// <summary>Two jobs submitted together; returns each one's slot-seconds granted while both competed, after checking both outputs.</summary>
+    public static async Task<(double First, double Second)> TogetherAsync(JobClient client, object first, object second)
+    {
+        var a = await client.SubmitAsync(first);
+        var b = await client.SubmitAsync(second);
+        foreach (var id in new[] { a, b })
+        {
+            var view = await client.WaitAsync(id, TimeSpan.FromMinutes(3));
+            Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+            Assert.Equal(BigInput.WordCount.Value, await client.OutputAsync(id));
+        }
+        var (da, db) = (await client.GetDetailsAsync(a), await client.GetDetailsAsync(b));
+        var (from, to) = Overlap(da, db);
+        return (SlotSeconds(da, from, to), SlotSeconds(db, from, to));
+    }
+}
+
+public sealed class FairSharingEngineFixture : EmbeddedEngineFixture
+{
+    public override async Task InitializeAsync()
+    {
+        await base.InitializeAsync();
+        BigInput.WriteTo(DataPath);
+    }
+}
+
+/// <summary>Fair admission on the embedded engine (one process, four slots).</summary>
+[Collection("fair-sharing")]
+public sealed class FairSharingTests(FairSharingEngineFixture engine) : IClassFixture<FairSharingEngineFixture>
+{
+    private static object Large(string? priority = null) => new { app = "wordcount", input = "big", mapTasks = 192, reduceTasks = 4, priority };
+
+    private static readonly object Small = new { app = "wordcount", input = "books", mapTasks = 8, reduceTasks = 2 };
+
+    [Fact]
+    public Task ASmallJobBehindALargeOneSharesTheSlotsAndBothAreExact() =>
+        Shares.SmallBehindLargeAsync(engine.Client, Large(), Small);
+
+    [Fact]
+    public async Task TwoEqualJobsSubmittedTogetherGetEqualSlotTime()
+    {
+        var (first, second) = await Shares.TogetherAsync(engine.Client, Large(), Large());
+        Assert.True(Math.Abs(first - second) <= 0.2 * Math.Max(first, second), $"Slot-seconds granted while both competed: {first:0.00} and {second:0.00}.");
+    }
+
+    [Fact]
+    public async Task AHighPriorityJobGetsAboutTwiceTheSlotsOfANormalOne()
+    {
+        var (normal, high) = await Shares.TogetherAsync(engine.Client, Large(), Large("high"));
+        var ratio = high / normal;
+        Assert.True(ratio is > 1.5 and < 2.7, $"Slot-seconds granted while both competed: high {high:0.00}, normal {normal:0.00} (ratio {ratio:0.00}).");
+    }
+
+    [Fact]
+    public async Task MaxRunningTasksCapsAJobAndTheStatusShowsItsShare()
+    {
+        var id = await engine.Client.SubmitAsync(new { app = "wordcount", input = "big", mapTasks = 96, reduceTasks = 4, maxRunningTasks = 1, priority = 3 });
+        var most = 0;
+        var sawPending = false;
+        JobView view;
+        while (!(view = await engine.Client.GetAsync(id)).Status.IsTerminal)
+        {
+            var s = view.Status;
+            most = Math.Max(most, s.Map.Running + s.Map.Queued + s.Reduce.Running + s.Reduce.Queued);
+            sawPending |= s.PendingTasks > 0;
+            Assert.Equal(3, s.Weight);
+            await Task.Delay(20);
+        }
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.Equal(BigInput.WordCount.Value, await engine.Client.OutputAsync(id));
+        Assert.Equal(1, most);
+        Assert.True(sawPending, "The status never showed the tasks held back.");
+        Assert.Equal("3", view.Spec.Priority);
+    }
+
+    /// <summary>In headless Chromium: the jobs table shows each job's share, and the load plots slots per job.</summary>
+    [Fact]
+    public async Task TheDashboardShowsEachJobsShareAndPlotsItsSlots()
+    {
+        await using var browser = await HeadlessChromium.StartAsync();
+        await browser.NavigateAsync(engine.Ingress.BaseAddress);
+        await browser.WaitForAsync("document.getElementById('refreshed')?.textContent?.startsWith('updated') || null");
+        // Capped at two tasks at a time, the job runs for seconds: long enough for the page's samples.
+        var id = await engine.Client.SubmitAsync(new { app = "wordcount", input = "big", mapTasks = 192, reduceTasks = 4, maxRunningTasks = 2, priority = "high" });
+        var share = await browser.WaitForAsync($$"""(() => { const c = document.querySelector('tr[data-job="{{id}}"] td.share'); return c && Number(c.dataset.pending) > 0 ? c.textContent : null; })()""");
+        Assert.Contains("pending, high (2)", (string)share!, StringComparison.Ordinal);
+        var slots = await browser.WaitForAsync($$"""(() => { const s = JSON.parse(document.getElementById('load').dataset.jobSlots || '{}'); return s["{{id}}"] >= 1 ? s["{{id}}"] : null; })()""");
+        Assert.InRange((int)slots!, 1, 2);
+        var view = await engine.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+    }
+
+    [Theory]
+    [InlineData("\"urgent\"")]
+    [InlineData("0")]
+    [InlineData("1000")]
+    [InlineData("true")]
+    [InlineData("[2]")]
+    public async Task ABadPriorityIsA400NamingIt(string priority)
+    {
+        using var body = new StringContent($$"""{"app":"wordcount","input":"books","priority":{{priority}}}""", System.Text.Encoding.UTF8, "application/json");
+        using var response = await engine.Client.Http.PostAsync("/jobs", body);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("'priority'", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ScaleCountsTheTasksTheLeaderHoldsBack()
+    {
+        var id = await engine.Client.SubmitAsync(new { app = "wordcount", input = "big", mapTasks = 96, reduceTasks = 4 });
+        await engine.Client.WaitUntilAsync(id, s => s.State == JobState.Mapping && s.Map.Pending > 40);
+        var scale = await engine.Client.Http.GetFromJsonAsync("/scale", Queue.Contracts.QueueJsonContext.Default.ScaleSignal);
+        Assert.True(scale!.PendingTasks > 40, $"/scale counted {scale.PendingTasks} pending tasks.");
+        Assert.True(scale.QueuedTasks <= 6, $"The queue held {scale.QueuedTasks} tasks: admission should keep it just ahead of the 4 slots (4 + 2 ahead).");
+        Assert.Equal(Math.Min(scale.MaxWorkers, (scale.QueuedTasks + scale.LeasedTasks + scale.PendingTasks + scale.SlotsPerWorker - 1) / scale.SlotsPerWorker), scale.DesiredWorkers);
+        var view = await engine.Client.WaitAsync(id, TimeSpan.FromMinutes(2));
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+    }
+}
+
+public sealed class FairSharingClusterFixture : ClusterFixture
+{
+    protected override async Task StartStorageAsync()
+    {
+        await base.StartStorageAsync();
+        BigInput.WriteTo(Path.Combine(Folder, "data"));
+    }
+}
+
+/// <summary>Fair admission through etcd and RabbitMQ: two coordinators, two workers of two slots.</summary>
+[Collection("fair-sharing")]
+public sealed class FairSharingClusterTests(FairSharingClusterFixture cluster) : IClassFixture<FairSharingClusterFixture>
+{
+    private static readonly object Large = new { app = "wordcount", input = "big", mapTasks = 192, reduceTasks = 4 };
+
+    private static readonly object Small = new { app = "wordcount", input = "books", mapTasks = 8, reduceTasks = 2 };
+
+    [Fact]
+    public Task ASmallJobBehindALargeOneSharesTheSlotsAndBothAreExact() =>
+        Shares.SmallBehindLargeAsync(cluster.Client, Large, Small);
+
+    [Fact]
+    public async Task KillingTheLeaderMidwayThroughAMixLeavesBothOutputsExact()
+    {
+        var largeId = await cluster.Client.SubmitAsync(Large);
+        await cluster.Client.WaitUntilAsync(largeId, s => s.Map.Total > 0 && s.Map.Done >= s.Map.Total / 5);
+        var smallId = await cluster.Client.SubmitAsync(Small);
+        await cluster.Client.WaitUntilAsync(smallId, s => s.State == JobState.Mapping);
+        var leader = await cluster.LeaderAsync();
+        leader.Kill();
+        foreach (var (id, reference) in new[] { (largeId, BigInput.WordCount.Value), (smallId, BigInput.Books.Value) })
+        {
+            var view = await cluster.Client.WaitAsync(id, TimeSpan.FromMinutes(3));
+            Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+            Assert.Equal(reference, await cluster.Client.OutputAsync(id));
+        }
+        var index = cluster.Coordinators.IndexOf(leader);
+        cluster.Coordinators[index] = await cluster.StartAsync("Queue.Coordinator", new() { ["Queue__Coordinator__CandidateId"] = $"coordinator-{index}-r" });
+    }
+}
