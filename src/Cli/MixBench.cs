@@ -27,7 +27,9 @@ public static class MixBench
     {
         var small = Small with { Input = smallInput };
         var large = Large with { Input = largeInput };
+        // Warm: the first runs of a fresh engine compile its code.
         await WaitAsync(pool, await pool.Submit(small, ct), small: true, ct);
+        await WaitAsync(pool, await pool.Submit(large, ct), small: false, ct);
         var smallAlone = new List<double>();
         var largeAlone = new List<double>();
         var smallBehind = new List<double>();

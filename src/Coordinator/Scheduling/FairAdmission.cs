@@ -13,9 +13,10 @@ namespace Queue.Coordinator.Scheduling;
 /// job each time: ties go to the job with the least service so far (tasks admitted / weight, start-time
 /// fair queuing's virtual time; a job joins at the current minimum, with no credit), which keeps the
 /// shares right over time whatever the task size. Ahead is <see cref="CoordinatorOptions.QueueAhead"/>,
-/// or by default the larger of half the slots (at least 2) and twice the tasks that end per round (a
-/// moving average): enough that slots do not wait for the leader's next round, and a newly submitted
-/// job waits about two rounds. The leader calls it within every batch of events (a start or an end
+/// or by default half the slots (at least 2), more for tasks short next to the time a report takes to
+/// reach the leader: twice what the slots finish meanwhile, up to four per slot (moving averages of both
+/// times). Enough that slots do not wait for the leader, no more than a newly submitted job must wait
+/// behind. The leader calls it within every batch of events (a start or an end
 /// frees room; the tasks go into the batch's own write) and after every scan, so the queue never runs
 /// dry while work is pending. What it keeps besides the stored task states and the workers' heartbeats
 /// (the service so far, the average) only breaks ties and sizes the queue: a new leader starts afresh
@@ -29,11 +30,20 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
     private readonly List<Share> shares = [];
     private readonly Dictionary<string, double> service = new(StringComparer.Ordinal);
     private int slots;
-    private double endsPerRound;
+    private double taskSeconds = 1;
+    private double lagSeconds;
     private DateTimeOffset nextSlotsRead = DateTimeOffset.MinValue;
 
-    /// <summary>Tells how many tasks ended (succeeded or failed) in one round of the leader, for the queue's depth.</summary>
-    public void ObserveEnds(int ends) => endsPerRound += (ends - endsPerRound) / 8;
+    /// <summary>
+    /// Tells how long a task ran and how long its report took to reach the leader (moving averages), for
+    /// the queue's depth: the queue must hold what the slots finish while the leader catches up.
+    /// </summary>
+    public void ObserveEnd(TimeSpan ran, TimeSpan reportLag)
+    {
+        taskSeconds += (Math.Clamp(ran.TotalSeconds, 0.0005, 3600) - taskSeconds) / 16;
+        // Clocks of other machines may disagree: a lag outside 0..1 s says nothing about this loop.
+        lagSeconds += (Math.Clamp(reportLag.TotalSeconds, 0, 1) - lagSeconds) / 16;
+    }
 
     /// <summary>Slots of the live workers, as last read from their heartbeats.</summary>
     public int LiveSlots => slots;
@@ -81,7 +91,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         if (options.FairSharing)
         {
             await ReadSlotsAsync(cancellationToken);
-            var ahead = options.QueueAhead ?? Math.Max(Math.Max(MinAhead, (slots + 1) / 2), (int)Math.Ceiling(2 * endsPerRound));
+            var ahead = options.QueueAhead ?? DefaultAhead();
             room = slots + ahead - running - queued;
         }
         if (room <= 0)
@@ -98,6 +108,18 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
             }
         }
         return admissions;
+    }
+
+    /// <summary>
+    /// Half the slots (at least 2) for tasks long next to the leader's round trip; for short ones, twice
+    /// what the slots finish while a report is on its way and the leader refills, up to four per slot.
+    /// </summary>
+    private int DefaultAhead()
+    {
+        var least = Math.Max(MinAhead, (slots + 1) / 2);
+        var most = Math.Max(MinAhead, 4 * slots);
+        var needed = 2 * slots * lagSeconds / taskSeconds;
+        return needed <= least ? least : (int)Math.Min(most, Math.Ceiling(needed));
     }
 
     /// <summary>A job seen for the first time starts at the least service of the others (no credit for having waited); ended jobs are forgotten.</summary>

@@ -67,10 +67,9 @@ public sealed class TaskEventHandler(
             {
                 throw new LeadershipLostException($"Epoch {session.Lead.Epoch} is no longer confirmed by the store; its events go back to the queue.");
             }
-            var ends = 0;
             foreach (var message in batch)
             {
-                if (Stage(session, message, staged, ref ends) is { } job)
+                if (Stage(session, message, staged) is { } job)
                 {
                     job.Messages.Add(message);
                 }
@@ -81,7 +80,6 @@ public sealed class TaskEventHandler(
             }
             // The room the batch's ends (and starts) made is filled in the same write: the tasks are sent
             // now and recorded as queued with the events that made room for them.
-            admission.ObserveEnds(ends);
             foreach (var admit in await admission.DecideAsync(session, run => staged.TryGetValue(run.Spec.Id, out var s) ? s.Next : run, cancellationToken))
             {
                 if (!staged.TryGetValue(admit.Run.Spec.Id, out var job))
@@ -254,7 +252,7 @@ public sealed class TaskEventHandler(
     }
 
     /// <summary>Applies one event to its job's staged copy; returns that job, or null when the event is for no active job or unreadable.</summary>
-    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged, ref int ends)
+    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
     {
         TaskEvent? report;
         try
@@ -314,6 +312,10 @@ public sealed class TaskEventHandler(
                 status = status with { Attempts = status.Attempts + 1 };
                 break;
             case TaskEventKind.Succeeded:
+                if (task.StartedAt is { } began)
+                {
+                    admission.ObserveEnd(report.At - began, time.GetUtcNow() - report.At);
+                }
                 var counters = report.Counters ?? TaskCounters.Zero;
                 task = task with
                 {
@@ -359,10 +361,6 @@ public sealed class TaskEventHandler(
         if (report.Kind == TaskEventKind.Succeeded)
         {
             run.Succeeded.Add(report.Phase);
-        }
-        if (report.Kind is TaskEventKind.Succeeded or TaskEventKind.Failed)
-        {
-            ends++;
         }
         return run;
     }
