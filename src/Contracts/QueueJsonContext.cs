@@ -25,5 +25,6 @@ namespace Queue.Contracts;
 [JsonSerializable(typeof(List<QueueDepth>))]
 [JsonSerializable(typeof(WorkerHeartbeat))]
 [JsonSerializable(typeof(ScaleSignal))]
+[JsonSerializable(typeof(JobTimeline))]
 [JsonSerializable(typeof(List<WorkerHeartbeat>))]
 public sealed partial class QueueJsonContext : JsonSerializerContext;

@@ -136,7 +136,9 @@ public static class QueueHostingExtensions
     public static IEndpointRouteBuilder MapQueueDefaultEndpoints(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapGet("/healthz", () => Results.Text("ok")).ExcludeFromDescription().AllowAnonymous();
-        endpoints.MapPrometheusScrapingEndpoint("/metrics").RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Metrics);
+        // GET (and HEAD) only: routing answers 405 to anything else, as for the other read-only endpoints.
+        endpoints.MapPrometheusScrapingEndpoint("/metrics").RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Metrics)
+            .WithMetadata(new Microsoft.AspNetCore.Routing.HttpMethodMetadata(["GET", "HEAD"]));
         return endpoints;
     }
 }

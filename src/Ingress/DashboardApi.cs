@@ -22,6 +22,11 @@ public static class DashboardApi
             Results.Ok(new List<QueueDepth> { await tasks.GetDepthAsync(ct), await events.GetDepthAsync(ct) }))
             .RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
         endpoints.MapGet("/workers", WorkersAsync).RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
+        // A job's page: the page itself holds no data (it asks for it with the user's credential), as the dashboard.
+        endpoints.MapGet("/ui/jobs/{id}", () => Results.Stream(
+                new Microsoft.Extensions.FileProviders.EmbeddedFileProvider(typeof(DashboardApi).Assembly, "Queue.Ingress.wwwroot").GetFileInfo("job.html").CreateReadStream(),
+                "text/html; charset=utf-8"))
+            .AllowAnonymous().ExcludeFromDescription();
         return endpoints;
     }
 

@@ -19,6 +19,10 @@ public static class JobsApi
         endpoints.MapGet("/jobs/{id}", GetAsync).RequireAuthorization(QueuePolicies.Read);
         endpoints.MapGet("/jobs/{id}/tasks", GetTasksAsync).RequireAuthorization(QueuePolicies.Read);
         endpoints.MapGet("/jobs/{id}/output", GetOutputAsync).RequireAuthorization(QueuePolicies.Read);
+        endpoints.MapGet("/jobs/{id}/timeline", GetTimelineAsync).RequireAuthorization(QueuePolicies.Read)
+            .WithSummary("The job's attempts laid out on its workers' slots, for its page")
+            .WithDescription("One bar per attempt (queued, started, ended; outcome: Running, Succeeded, Failed, Killed, Lost; backup; the winner), on lanes per worker slot, with the job's spec and status, its output parts with sizes and its dead-letter reasons.")
+            .Produces<JobTimeline>();
         endpoints.MapDelete("/jobs/{id}", CancelAsync).RequireAuthorization(QueuePolicies.Submit);
         return endpoints;
     }
@@ -124,6 +128,24 @@ public static class JobsApi
             return NotFound(id);
         }
         return Results.Ok(await jobs.GetTasksAsync(id, ct));
+    }
+
+    private static async Task<IResult> GetTimelineAsync(string id, ClaimsPrincipal user, JobStore jobs, QueueAccess access, IBlobStore blobs, TimeProvider time, CancellationToken ct)
+    {
+        if (await VisibleAsync(id, user, jobs, access, ct) is not { } view)
+        {
+            return NotFound(id);
+        }
+        var outputs = new List<OutputPart>();
+        if (view.Status is { State: JobState.Succeeded, OutputContainer: { } container })
+        {
+            await foreach (var blob in blobs.ListAsync(container, id + "/", ct))
+            {
+                outputs.Add(new OutputPart(blob.Name, blob.Length));
+            }
+            outputs.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
+        }
+        return Results.Ok(TimelineBuilder.Build(view, await jobs.GetTasksAsync(id, ct), outputs, time.GetUtcNow()));
     }
 
     private static async Task<IResult> GetOutputAsync(string id, ClaimsPrincipal user, JobStore jobs, QueueAccess access, IBlobStore blobs, CancellationToken ct)

@@ -253,6 +253,83 @@ public sealed record TaskRecord
     public long? OutputLength { get; init; }
     /// <summary>When the leader recorded the task's success (the leader's clock): with <see cref="QueuedAt"/>, the task's overhead.</summary>
     public DateTimeOffset? RecordedAt { get; init; }
+    /// <summary>Every attempt the leader saw start, oldest first (at most <see cref="AttemptRecord.MaxKept"/>): the job page's timeline.</summary>
+    public List<AttemptRecord>? History { get; init; }
+}
+
+/// <summary>How an attempt ended, as far as the leader knows.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<AttemptOutcome>))]
+public enum AttemptOutcome
+{
+    Running,
+    Succeeded,
+    Failed,
+    /// <summary>Stopped because another attempt of its task committed first, or its job ended.</summary>
+    Killed,
+    /// <summary>Its report never came (its worker died or froze past its lease); the leader sent the task again.</summary>
+    Lost,
+}
+
+/// <summary>One attempt of a task: where and when it ran and how it ended.</summary>
+public sealed record AttemptRecord
+{
+    public const int MaxKept = 32;
+
+    public required string Id { get; init; }
+    public string? Worker { get; init; }
+    /// <summary>When the message this attempt took was sent (the leader's clock).</summary>
+    public DateTimeOffset? QueuedAt { get; init; }
+    /// <summary>The worker's clock, as are <see cref="EndedAt"/>'s reports.</summary>
+    public DateTimeOffset StartedAt { get; init; }
+    public DateTimeOffset? EndedAt { get; init; }
+    public AttemptOutcome Outcome { get; init; }
+    /// <summary>A backup attempt of a straggler.</summary>
+    public bool Backup { get; init; }
+    public long? InputBytes { get; init; }
+    public long? InputRecords { get; init; }
+    public long? OutputRecords { get; init; }
+    /// <summary>The end of the attempt's error, when it failed.</summary>
+    public string? Error { get; init; }
+
+    /// <summary><paramref name="history"/> with <paramref name="attempt"/> replaced (by id) or added; the oldest go past <see cref="MaxKept"/>.</summary>
+    public static List<AttemptRecord> Put(List<AttemptRecord>? history, AttemptRecord attempt)
+    {
+        var list = new List<AttemptRecord>((history?.Count ?? 0) + 1);
+        var replaced = false;
+        foreach (var entry in history ?? [])
+        {
+            if (entry.Id == attempt.Id)
+            {
+                list.Add(attempt);
+                replaced = true;
+            }
+            else
+            {
+                list.Add(entry);
+            }
+        }
+        if (!replaced)
+        {
+            list.Add(attempt);
+        }
+        if (list.Count > MaxKept)
+        {
+            list.RemoveRange(0, list.Count - MaxKept);
+        }
+        return list;
+    }
+
+    public static AttemptRecord? Find(List<AttemptRecord>? history, string id)
+    {
+        foreach (var entry in history ?? [])
+        {
+            if (entry.Id == id)
+            {
+                return entry;
+            }
+        }
+        return null;
+    }
 }
 
 /// <summary>The job as the API shows it.</summary>

@@ -251,6 +251,45 @@ public sealed class TaskEventHandler(
         await finisher.EndAsync(session, run, JobState.Failed, error, cancellationToken, LeaderSession.TaskWrite(run.Spec.Id, failed));
     }
 
+    /// <summary>The history entry of an attempt that just started.</summary>
+    private static AttemptRecord Began(TaskRecord task, TaskEvent report, DateTimeOffset startedAt) => new()
+    {
+        Id = report.AttemptId,
+        Worker = report.WorkerId,
+        QueuedAt = report.Backup ? task.BackupAt ?? task.QueuedAt : task.QueuedAt,
+        StartedAt = startedAt,
+        Backup = report.Backup,
+    };
+
+    /// <summary>
+    /// The history with the reporting attempt ended; a success also ends the task's other running attempts
+    /// (they see the task done at their next check and stop).
+    /// </summary>
+    private static List<AttemptRecord> Ended(TaskRecord task, TaskEvent report, AttemptOutcome outcome, TaskCounters? counters)
+    {
+        var attempt = AttemptRecord.Find(task.History, report.AttemptId) ?? Began(task, report, report.StartedAt ?? report.At);
+        var history = AttemptRecord.Put(task.History, attempt with
+        {
+            EndedAt = report.At,
+            Outcome = outcome,
+            InputBytes = counters?.InputBytes,
+            InputRecords = counters?.InputRecords,
+            OutputRecords = counters?.OutputRecords,
+            Error = report.Error is { Length: > 400 } error ? error[^400..] : report.Error,
+        });
+        if (outcome == AttemptOutcome.Succeeded)
+        {
+            for (var i = 0; i < history.Count; i++)
+            {
+                if (history[i].Outcome == AttemptOutcome.Running)
+                {
+                    history[i] = history[i] with { Outcome = AttemptOutcome.Killed, EndedAt = report.At };
+                }
+            }
+        }
+        return history;
+    }
+
     /// <summary>Applies one event to its job's staged copy; returns that job, or null when the event is for no active job or unreadable.</summary>
     private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
     {
@@ -302,13 +341,21 @@ public sealed class TaskEventHandler(
         if (report.StartedAt is { } started && report.Kind is TaskEventKind.Succeeded or TaskEventKind.Failed && task.LastAttempt != report.AttemptId)
         {
             // An attempt that ended before its start was reported: its start is counted here, as a Started event would have.
-            task = task with { State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = started };
+            task = task with
+            {
+                State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = started,
+                History = AttemptRecord.Put(task.History, Began(task, report, started)),
+            };
             status = status with { Attempts = status.Attempts + 1 };
         }
         switch (report.Kind)
         {
             case TaskEventKind.Started:
-                task = task with { State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = report.At };
+                task = task with
+                {
+                    State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = report.At,
+                    History = AttemptRecord.Put(task.History, Began(task, report, report.At)),
+                };
                 status = status with { Attempts = status.Attempts + 1 };
                 break;
             case TaskEventKind.Succeeded:
@@ -321,6 +368,7 @@ public sealed class TaskEventHandler(
                 {
                     State = TaskState.Done, WinningAttempt = report.AttemptId, Worker = report.WorkerId, Counters = counters, FinishedAt = report.At,
                     RecordedAt = time.GetUtcNow(), OutputLength = report.OutputLength,
+                    History = Ended(task, report, AttemptOutcome.Succeeded, counters),
                 };
                 status = report.Phase switch
                 {
@@ -341,6 +389,7 @@ public sealed class TaskEventHandler(
                     FailedAttempts = task.FailedAttempts + 1,
                     LastFailedAttempt = report.AttemptId,
                     LastError = report.Error,
+                    History = Ended(task, report, AttemptOutcome.Failed, null),
                 };
                 status = status with { FailedAttempts = status.FailedAttempts + 1 };
                 break;

@@ -155,7 +155,7 @@ async function refresh() {
   fill("jobs", jobs.map((job) => {
     const s = job.status;
     const row = el("tr", { class: "job", "data-job": job.spec.id },
-      el("td", {}, job.spec.id), el("td", {}, job.spec.app),
+      el("td", {}, el("a", { href: `/ui/jobs/${encodeURIComponent(job.spec.id)}`, class: "job-link", title: "the job's page: timeline, counters, errors, output" }, job.spec.id)), el("td", {}, job.spec.app),
       el("td", { class: `state ${s.state}`, "data-state": s.state }, s.state),
       el("td", {}, bar(s.map)), el("td", {}, bar(s.reduce)),
       el("td", { class: "share", "data-running": s.runningTasks, "data-queued": s.queuedTasks, "data-pending": s.pendingTasks, "data-weight": s.weight },
