@@ -13,6 +13,8 @@ using Queue.Contracts;
 using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using Queue.Hosting;
 using Queue.Hosting.Security;
 
@@ -129,6 +131,43 @@ public static class QueueHostingExtensions
                 ? new ExplicitBucketHistogramConfiguration { Boundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600] }
                 : null)
             .AddPrometheusExporter());
+        builder.AddQueueTracing();
+        return builder;
+    }
+
+    /// <summary>
+    /// Traces (one per job, <see cref="Queue.Contracts.QueueTracing"/>), exported over OTLP when
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> (with the standard <c>OTEL_EXPORTER_OTLP_*</c> settings) or
+    /// <c>Queue:Telemetry:OtlpEndpoint</c> (and <c>Queue:Telemetry:OtlpProtocol</c>: <c>grpc</c>, the
+    /// default, or <c>http/protobuf</c> with the full <c>/v1/traces</c> address) is set. Without an
+    /// endpoint nothing listens, so no span is even created.
+    /// </summary>
+    public static TBuilder AddQueueTracing<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
+    {
+        var endpoint = builder.Configuration["Queue:Telemetry:OtlpEndpoint"];
+        if (string.IsNullOrEmpty(endpoint) && string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            return builder;
+        }
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(builder.Environment.ApplicationName))
+            .WithTracing(tracing =>
+            {
+                tracing.AddSource(Queue.Contracts.QueueTracing.Sources);
+                if (string.IsNullOrEmpty(endpoint))
+                {
+                    tracing.AddOtlpExporter();
+                    return;
+                }
+                var protocol = builder.Configuration["Queue:Telemetry:OtlpProtocol"] == "http/protobuf"
+                    ? OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf
+                    : OpenTelemetry.Exporter.OtlpExportProtocol.Grpc;
+                tracing.AddOtlpExporter(otlp =>
+                {
+                    otlp.Endpoint = new Uri(endpoint);
+                    otlp.Protocol = protocol;
+                });
+            });
         return builder;
     }
 

@@ -52,6 +52,11 @@ public static class JobsApi
 
     private static async Task<IResult> SubmitAsync(HttpRequest http, ClaimsPrincipal user, QueueAccess access, JobSubmission submission, IOptions<IngressOptions> options, CancellationToken ct)
     {
+        // The request's span (when traced) is the job's root: name it for what it is.
+        if (System.Diagnostics.Activity.Current is { Source.Name: "Microsoft.AspNetCore" } span)
+        {
+            span.DisplayName = "POST /jobs";
+        }
         var (request, error) = await ReadJsonAsync(http, options.Value.MaxRequestBodyBytes, QueueJsonContext.Default.JobRequest, ct);
         if (error is not null)
         {

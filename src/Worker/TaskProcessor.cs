@@ -204,6 +204,14 @@ public sealed class TaskProcessor(
         // and the leader one message and one state write per small task. It is settled (sent or
         // skipped) before the end report, so the leader sees the two in order.
         var startedAt = time.GetUtcNow();
+        // The attempt's span, under the job's trace (carried in the message); its reports carry the span on.
+        using var span = QueueTracing.Start(QueueTracing.Worker, $"{taskId} attempt", task.TraceParent, System.Diagnostics.ActivityKind.Consumer);
+        span?.SetTag("queue.job", task.JobId);
+        span?.SetTag("queue.task", taskId);
+        span?.SetTag("queue.attempt", attemptId);
+        span?.SetTag("queue.worker", options.WorkerId);
+        span?.SetTag("queue.delivery", message.DeliveryCount);
+        span?.SetTag("queue.backup", task.Backup);
         using var startGate = new CancellationTokenSource();
         var startReport = ReportStartAfterDelayAsync(task, attemptId, message.DeliveryCount, startedAt, startGate.Token);
         Log.TaskStarted(logger, task.JobId, taskId, attemptId, message.DeliveryCount);
@@ -271,6 +279,7 @@ public sealed class TaskProcessor(
                 ? $"Timed out after {task.TaskTimeout.TotalSeconds:0.###} s."
                 : $"{e.GetType().Name}: {e.Message}";
             Log.TaskFailed(logger, task.JobId, taskId, attemptId, message.DeliveryCount, error);
+            span?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, error);
             metrics.Failed(task.Phase, time.GetElapsedTime(started));
             await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, error, null, watch.Status, startedAt: unreportedStart);
             if (message.DeliveryCount >= task.MaxAttempts)
@@ -382,6 +391,7 @@ public sealed class TaskProcessor(
             Epoch = task.Epoch,
             WorkerId = options.WorkerId,
             At = at ?? time.GetUtcNow(),
+            TraceParent = QueueTracing.CurrentParent(),
             StartedAt = startedAt,
             Error = error is { Length: > 4000 } ? error[..4000] : error,
             Counters = counters,

@@ -69,6 +69,8 @@ public sealed record JobSpec
     /// <summary><see cref="HashPartitioner"/> (default) or <see cref="RangePartitioner"/> (total order, from a sample of the map output's keys).</summary>
     public string Partitioner { get; init; } = HashPartitioner;
 
+    /// <summary>The W3C trace context of the job's submission: every span of the job hangs under it.</summary>
+    public string? TraceParent { get; init; }
     /// <summary><c>high</c>, <c>normal</c>, <c>low</c>, or the weight given as a number.</summary>
     public string Priority { get; init; } = NormalPriority;
     /// <summary>The job's weight in max-min fair sharing of the pool's slots (Hadoop's Fair Scheduler).</summary>
@@ -180,6 +182,9 @@ public sealed record JobStatus
     public string? OutputContainer { get; init; }
     /// <summary>Epoch of the leader that last wrote this.</summary>
     public long Epoch { get; init; }
+
+    /// <summary>The job's trace (W3C trace id, hex), when the ingress traced its submission.</summary>
+    public string? TraceId { get; init; }
 
     /// <summary>The job's weight in fair sharing (from its priority).</summary>
     public double Weight { get; init; } = 1;

@@ -40,7 +40,7 @@ public sealed class JobStore(IKeyValueStore kv)
     /// <summary>Stores a new job as Pending. Returns false if the id is taken.</summary>
     public Task<bool> CreateAsync(JobSpec spec, CancellationToken cancellationToken)
     {
-        var status = new JobStatus { Id = spec.Id, State = JobState.Pending, SubmittedAt = spec.SubmittedAt, Weight = spec.Weight };
+        var status = new JobStatus { Id = spec.Id, State = JobState.Pending, SubmittedAt = spec.SubmittedAt, Weight = spec.Weight, TraceId = QueueTracing.TraceId(spec.TraceParent) };
         return kv.TransactAsync(
             [KvCompare.Absent(SpecKey(spec.Id))],
             [

@@ -22,11 +22,15 @@ public sealed class JobSubmission(JobStore jobs, IBlobStore blobs, IAppCatalog a
     {
         var now = time.GetUtcNow();
         var id = JobRequestValidator.NewJobId(now);
+        // The job's trace starts here (under the HTTP request's span, when that is traced).
+        using var span = QueueTracing.Ingress.StartActivity("job submit");
+        span?.SetTag("queue.job", id);
         if (JobRequestValidator.TryCreateSpec(request, id, now, out var spec) is { } invalid)
         {
+            span?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, invalid.Title);
             return (null, invalid);
         }
-        spec = spec! with { Owner = submitter.Name };
+        spec = spec! with { Owner = submitter.Name, TraceParent = QueueTracing.CurrentParent() };
         if (spec.MapJob is { } mapJobId)
         {
             if (await jobs.GetAsync(mapJobId, cancellationToken) is not { } mapJob || !(submitter.IsAdmin || (mapJob.Spec.Owner is { } owner && owner == submitter.Name)))

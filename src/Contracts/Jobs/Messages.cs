@@ -10,6 +10,8 @@ public sealed record TaskMessage
     public required int Index { get; init; }
     /// <summary>The fencing token of the leader that enqueued it.</summary>
     public required long Epoch { get; init; }
+    /// <summary>The job's W3C trace context: the attempt's span hangs under it.</summary>
+    public string? TraceParent { get; init; }
     public required string App { get; init; }
     public Dictionary<string, string> Args { get; init; } = [];
     public required int MapTasks { get; init; }
@@ -58,6 +60,8 @@ public sealed record TaskEvent
     public required long Epoch { get; init; }
     public required string WorkerId { get; init; }
     public required DateTimeOffset At { get; init; }
+    /// <summary>The attempt's span (W3C trace context): the leader records the result under it.</summary>
+    public string? TraceParent { get; init; }
     public string? Error { get; init; }
     public TaskCounters? Counters { get; init; }
     /// <summary>The last <c>reporter:status:</c> line of a streaming script.</summary>

@@ -19,6 +19,9 @@ public sealed class JobFinisher(
     public async Task EndAsync(LeaderSession session, JobRun run, JobState state, string? error, CancellationToken cancellationToken, KvWrite? alsoWrite = null)
     {
         var id = run.Spec.Id;
+        using var span = QueueTracing.Start(QueueTracing.Coordinator, "job end", run.Spec.TraceParent);
+        span?.SetTag("queue.job", id);
+        span?.SetTag("queue.state", state.ToString());
         var outputs = new List<string>();
         if (state == JobState.Succeeded && !run.Spec.MapOnly)
         {

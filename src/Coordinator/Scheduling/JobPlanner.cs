@@ -98,6 +98,8 @@ public sealed class JobPlanner(
     private async Task PlanAsync(LeaderSession session, JobRun run, CancellationToken cancellationToken)
     {
         var spec = run.Spec;
+        using var span = QueueTracing.Start(QueueTracing.Coordinator, "job plan", spec.TraceParent);
+        span?.SetTag("queue.job", spec.Id);
         if (spec.MapJob is not null)
         {
             // A reduce-only job: the map-only job's manifest and intermediates are its map phase.
@@ -200,6 +202,8 @@ public sealed class JobPlanner(
     private async Task FinishMapPhaseAsync(LeaderSession session, JobRun run, CancellationToken cancellationToken)
     {
         var spec = run.Spec;
+        using var span = QueueTracing.Start(QueueTracing.Coordinator, "map phase done: manifest", spec.TraceParent);
+        span?.SetTag("queue.job", spec.Id);
         var winners = new List<string>(run.Maps.Length);
         var lengths = new List<long>(run.Maps.Length);
         foreach (var map in run.Maps)
@@ -222,6 +226,8 @@ public sealed class JobPlanner(
     private async Task StartReducePhaseAsync(LeaderSession session, JobRun run, CancellationToken cancellationToken)
     {
         var spec = run.Spec;
+        using var span = QueueTracing.Start(QueueTracing.Coordinator, "reduce phase start", spec.TraceParent);
+        span?.SetTag("queue.job", spec.Id);
         await blobs.CreateContainerIfMissingAsync(storage.OutputContainer, cancellationToken);
         var reduces = new TaskRecord[spec.ReduceTasks];
         var writes = new List<KvWrite>(reduces.Length + 1);

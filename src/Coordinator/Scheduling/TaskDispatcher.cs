@@ -135,6 +135,7 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
             Phase = phase,
             Index = index,
             Epoch = session.Lead.Epoch,
+            TraceParent = spec.TraceParent,
             App = spec.App,
             Args = spec.Args,
             MapTasks = run.Maps.Length,

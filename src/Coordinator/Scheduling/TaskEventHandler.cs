@@ -98,6 +98,7 @@ public sealed class TaskEventHandler(
                 writes.Add(session.StatusWrite(job.Next.Status));
                 await session.CommitAsync(writes, cancellationToken);
                 job.Run.Adopt(job.Next);
+                job.EndSpans(null);
                 await CompleteAsync(job.Messages, settled);
             }
             if (ignored.Count > 0)
@@ -118,6 +119,10 @@ public sealed class TaskEventHandler(
         }
         catch
         {
+            foreach (var job in staged.Values)
+            {
+                job.EndSpans("not recorded: this leadership's write failed");
+            }
             // Another leader (or a later session) handles them; what was committed reads as duplicates then.
             foreach (var message in batch)
             {
@@ -165,6 +170,21 @@ public sealed class TaskEventHandler(
         public List<ILeasedMessage> Messages { get; } = [];
         /// <summary>Phases with a task that succeeded in this batch: the phase may be complete.</summary>
         public HashSet<TaskPhase> Succeeded { get; } = [];
+        /// <summary>The spans of the results this batch records for the job.</summary>
+        public List<System.Diagnostics.Activity> Spans { get; } = [];
+
+        public void EndSpans(string? error)
+        {
+            foreach (var span in Spans)
+            {
+                if (error is not null)
+                {
+                    span.SetStatus(System.Diagnostics.ActivityStatusCode.Error, error);
+                }
+                span.Dispose();
+            }
+            Spans.Clear();
+        }
     }
 
     /// <summary>
@@ -410,6 +430,19 @@ public sealed class TaskEventHandler(
         if (report.Kind == TaskEventKind.Succeeded)
         {
             run.Succeeded.Add(report.Phase);
+        }
+        if (report.Kind is TaskEventKind.Succeeded or TaskEventKind.Failed)
+        {
+            // The leader recording the result, under the attempt's span; it ends once the job's write did.
+            var current = System.Diagnostics.Activity.Current;
+            if (QueueTracing.Start(QueueTracing.Coordinator, $"{taskId} record {report.Kind}", report.TraceParent) is { } span)
+            {
+                span.SetTag("queue.job", report.JobId);
+                span.SetTag("queue.attempt", report.AttemptId);
+                run.Spans.Add(span);
+            }
+            // Siblings, not a chain: the next event's span must not hang under this one.
+            System.Diagnostics.Activity.Current = current;
         }
         return run;
     }

@@ -24,6 +24,8 @@ public sealed class MapRunner(IBlobStore blobs, IAppCatalog apps, PartitionerCac
         using var collector = new MapOutputCollector(task.ReduceTasks, app, options.SortBufferBytes, Path.Combine(folder, "spill"), partitioner);
         var skipper = task.SkipBadRecords ? new BadRecordSkipper(app, collector) : null;
         long bytesRead = 0, lines = 0;
+        // Ended explicitly below on success; the using ends it when the map throws (Stop is idempotent).
+        using var read = QueueTracing.Worker.StartActivity("map: read, map and spill");
         foreach (var split in task.Pieces())
         {
             long firstLine = 0;
@@ -54,6 +56,8 @@ public sealed class MapRunner(IBlobStore blobs, IAppCatalog apps, PartitionerCac
             bytesRead += reader.BytesRead;
             lines += reader.Lines;
         }
+        read?.Dispose();
+        using var commit = QueueTracing.Worker.StartActivity("map: merge, write and commit");
         var (length, outputBytes, outputRecords) = await MapOutputFile.CommitAsync(blobs, storage.IntermediateContainer, task, attemptId, collector, cancellationToken);
         return new TaskResult(new TaskCounters
         {

@@ -31,9 +31,13 @@ public sealed class ReduceRunner(IBlobStore blobs, IAppCatalog apps, ShuffleFetc
         var manifestBytes = await blobs.ReadAllBytesAsync(storage.IntermediateContainer, TaskNames.MapManifest(source), cancellationToken);
         var manifest = JsonSerializer.Deserialize(manifestBytes, QueueJsonContext.Default.MapManifest)
             ?? throw new InvalidDataException("Empty map manifest.");
+        using var fetch = QueueTracing.Worker.StartActivity("reduce: fetch");
         var (inputs, inputBytes) = await shuffle.FetchAsync(source, manifest, task.Index, task.ReduceTasks, Path.Combine(folder, "merge"), cancellationToken);
+        fetch?.SetTag("queue.bytes", inputBytes);
+        fetch?.Dispose();
         // The merger owns the inputs from here: whatever fails below, disposing it closes them all.
         using var merged = new RecordGroups(new RecordMerger(inputs));
+        using var reduce = QueueTracing.Worker.StartActivity("reduce: merge and reduce");
         await using var output = await blobs.OpenWriteAsync(storage.OutputContainer, TaskNames.OutputPart(task.JobId, task.Index), cancellationToken);
         long groups, records, outputBytes, outputRecords;
         Dictionary<string, long>? user = null;
@@ -63,8 +67,12 @@ public sealed class ReduceRunner(IBlobStore blobs, IAppCatalog apps, ShuffleFetc
             }
             records = merged.Records;
         }
+        reduce?.Dispose();
         // The first committed attempt wins; a later one finds the part there and reports the same result.
-        await output.CommitAsync(overwrite: false, cancellationToken);
+        using (QueueTracing.Worker.StartActivity("reduce: commit"))
+        {
+            await output.CommitAsync(overwrite: false, cancellationToken);
+        }
         return new TaskResult(new TaskCounters { InputBytes = inputBytes, InputRecords = records, InputGroups = groups, OutputRecords = outputRecords, OutputBytes = outputBytes, User = user });
     }
 

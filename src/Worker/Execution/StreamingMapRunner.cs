@@ -59,6 +59,7 @@ public sealed class StreamingMapRunner(IBlobStore blobs, PartitionerCache partit
         }
         using (combined)
         {
+            using var commit = QueueTracing.Worker.StartActivity("map: merge, write and commit");
             var (length, outputBytes, outputRecords) = await MapOutputFile.CommitAsync(blobs, storage.IntermediateContainer, task, attemptId, combined ?? collector, cancellationToken);
             return new TaskResult(new TaskCounters
             {
