@@ -42,11 +42,12 @@ public sealed class DashboardTests(EmbeddedEngineFixture engine) : IClassFixture
     {
         var document = await engine.Client.Http.GetFromJsonAsync<System.Text.Json.Nodes.JsonObject>("/openapi/v1.json");
         var paths = document!["paths"]!.AsObject();
-        foreach (var path in new[] { "/jobs", "/jobs/{id}", "/jobs/{id}/output", "/request", "/blobs/{container}" })
+        foreach (var path in new[] { "/jobs", "/jobs/{id}", "/jobs/{id}/output", "/jobs/{id}/timeline", "/request", "/blobs/{container}" })
         {
             Assert.True(paths.ContainsKey(path), $"{path} is missing from the OpenAPI document.");
         }
         Assert.NotNull(paths["/jobs"]!["post"]);
         Assert.NotNull(paths["/jobs/{id}"]!["delete"]);
+        Assert.Contains("attempt", paths["/jobs/{id}/timeline"]!["get"]!["description"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 }

@@ -21,11 +21,11 @@ public sealed class JobPageTests(JobPageEngineFixture engine) : IClassFixture<Jo
     public async Task TheTimelineDrawsEveryAttemptOnItsWorkersSlotsLiveAndAfterTheEnd()
     {
         // A straggler (its first attempt sleeps 4 s, so it gets a backup), and attempts that fail at
-        // random (a quarter of them; ten attempts allowed, so the job still succeeds).
+        // random (a third of them; twenty attempts allowed, so the job still succeeds).
         var id = await engine.Client.SubmitAsync(new
         {
-            app = "crash", input = "books", mapTasks = 16, reduceTasks = 2, maxAttempts = 10,
-            args = new Dictionary<string, string> { ["failRate"] = "0.25", ["slowFile"] = "pg-grimm.txt", ["slowSeconds"] = "4" },
+            app = "crash", input = "books", mapTasks = 16, reduceTasks = 2, maxAttempts = 20,
+            args = new Dictionary<string, string> { ["failRate"] = "0.35", ["slowFile"] = "pg-grimm.txt", ["slowSeconds"] = "4" },
         });
         await using var browser = await HeadlessChromium.StartAsync();
         await browser.NavigateAsync(new Uri(engine.Ingress.BaseAddress, $"/ui/jobs/{id}"));

@@ -58,4 +58,15 @@ public sealed class MetricsTests(EmbeddedEngineFixture engine) : IClassFixture<E
         Assert.Contains("queue_worker_slots", typed);
         Assert.Contains("queue_tasks_started_total", typed);
     }
+
+    [Theory]
+    [InlineData("POST")]
+    [InlineData("PUT")]
+    [InlineData("DELETE")]
+    public async Task MetricsAnswersOnlyGet(string method)
+    {
+        using var response = await engine.Client.Http.SendAsync(new HttpRequestMessage(new HttpMethod(method), "/metrics"));
+        Assert.Equal(System.Net.HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        Assert.DoesNotContain("queue_", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
 }
