@@ -113,6 +113,14 @@ public static class Shares
         Assert.Equal(BigInput.WordCount.Value, await client.OutputAsync(largeId));
         Assert.True(largeView.Status.FinishedAt > smallView.Status.FinishedAt, "The small job should finish while the large one still runs.");
 
+        if (Environment.GetEnvironmentVariable("QUEUE_DEBUG_SHARES") is { } dump)
+        {
+            var t0 = smallView.Status.SubmittedAt;
+            var d = await client.GetDetailsAsync(smallView.Spec.Id);
+            var l = await client.GetDetailsAsync(largeView.Spec.Id);
+            File.WriteAllLines(dump, d.Tasks.Select(t => $"S {t.Phase} {t.Index} q {(t.QueuedAt - t0)?.TotalMilliseconds:0} s {(t.StartedAt - t0)?.TotalMilliseconds:0} f {(t.FinishedAt - t0)?.TotalMilliseconds:0} r {(t.RecordedAt - t0)?.TotalMilliseconds:0} {t.Worker}")
+                .Concat(l.Tasks.Where(t => t.StartedAt > t0.AddSeconds(-0.1) && t.StartedAt < smallView.Status.FinishedAt).Select(t => $"L {t.Phase} {t.Index} q {(t.QueuedAt - t0)?.TotalMilliseconds:0} s {(t.StartedAt - t0)?.TotalMilliseconds:0} f {(t.FinishedAt - t0)?.TotalMilliseconds:0} r {(t.RecordedAt - t0)?.TotalMilliseconds:0} {t.Worker}")));
+        }
         var smallShared = Wall(smallView.Status);
         var st = smallView.Status;
         Assert.True(smallShared <= 3 * smallAlone, $"The small job took {smallShared:0.000} s behind the large one, {smallAlone:0.000} s alone "
@@ -262,6 +270,21 @@ public sealed class FairSharingClusterTests(FairSharingClusterFixture cluster) :
     [Fact]
     public Task ASmallJobBehindALargeOneSharesTheSlotsAndBothAreExact() =>
         Shares.SmallBehindLargeAsync(cluster.Client, Large, Small);
+
+    [Fact]
+    public async Task TwoEqualJobsSubmittedTogetherGetEqualSlotTime()
+    {
+        var (first, second) = await Shares.TogetherAsync(cluster.Client, Large, Large);
+        Assert.True(Math.Abs(first - second) <= 0.2 * Math.Max(first, second), $"Slot-seconds granted while both competed: {first:0.00} and {second:0.00}.");
+    }
+
+    [Fact]
+    public async Task AHighPriorityJobGetsAboutTwiceTheSlotsOfANormalOne()
+    {
+        var (normal, high) = await Shares.TogetherAsync(cluster.Client, Large, new { app = "wordcount", input = "big", mapTasks = 192, reduceTasks = 4, priority = "high" });
+        var ratio = high / normal;
+        Assert.True(ratio is > 1.5 and < 2.7, $"Slot-seconds granted while both competed: high {high:0.00}, normal {normal:0.00} (ratio {ratio:0.00}).");
+    }
 
     [Fact]
     public async Task KillingTheLeaderMidwayThroughAMixLeavesBothOutputsExact()

@@ -112,6 +112,46 @@ public sealed class SchedulingTests : IAsyncLifetime
         Assert.Equal(stored.Attempts, (await jobs.GetAsync(spec.Id, CancellationToken.None))!.Status.Attempts);
     }
 
+    [Fact]
+    public async Task AdmissionKeepsEachJobWithinMaxQueuedPerJobAndItsMaxRunningTasks()
+    {
+        var other = Path.Combine(folder, "limits");
+        var builder = Host.CreateApplicationBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Queue:Adapters:DataPath"] = other,
+            ["Queue:Coordinator:MaxQueuedPerJob"] = "2",
+            ["Queue:Coordinator:QueueAhead"] = "50",
+        });
+        Directory.CreateDirectory(Path.Combine(other, "books"));
+        File.Copy(Directory.GetFiles(RepoPaths.Gutenberg, "*.txt")[0], Path.Combine(other, "books", "one.txt"));
+        builder.AddQueueAdapters();
+        builder.AddCoordinator();
+        using var limited = builder.Build();
+        var jobs = limited.Services.GetRequiredService<JobStore>();
+        var lead = await limited.Services.GetRequiredService<ILeaderElection>().CampaignAsync("test", CancellationToken.None);
+        var session = new LeaderSession(lead, jobs, resendUnfinished: false);
+        var planner = limited.Services.GetRequiredService<JobPlanner>();
+        var now = DateTimeOffset.UtcNow;
+        foreach (var (id, most) in new[] { ("job-a", (int?)null), ("job-b", 1) })
+        {
+            var spec = new JobSpec { Id = id, App = "wordcount", InputContainer = "books", MapTasks = 8, ReduceTasks = 1, SubmittedAt = now, MaxRunningTasks = most };
+            Assert.True(await jobs.CreateAsync(spec, CancellationToken.None));
+        }
+        foreach (var entry in await jobs.ListActiveEntriesAsync(CancellationToken.None))
+        {
+            var run = await planner.LoadAsync(entry, CancellationToken.None);
+            session.Active[entry.Spec.Id] = run;
+            await planner.ResumeAsync(session, run, CancellationToken.None);
+        }
+        // Room for 50 ahead, but job-a may have only 2 on the queue and job-b 1 queued or running.
+        await limited.Services.GetRequiredService<FairAdmission>().FillAsync(session, CancellationToken.None);
+        Assert.Equal(2, session.Active["job-a"].Status.Map.Queued);
+        Assert.Equal(session.Active["job-a"].Status.Map.Total - 2, session.Active["job-a"].Status.Map.Pending);
+        Assert.Equal(1, session.Active["job-b"].Status.Map.Queued);
+        Assert.Equal(3, (await limited.Services.GetRequiredKeyedService<IWorkQueue>(QueueNames.Tasks).GetDepthAsync(CancellationToken.None)).Active);
+    }
+
     private static Task SendAsync(IWorkQueue events, TaskEventKind kind, string jobId, int index, string attempt, TaskPhase phase = TaskPhase.Map) =>
         events.SendAsync(JsonSerializer.SerializeToUtf8Bytes(new TaskEvent
         {

@@ -14,7 +14,7 @@ namespace Queue.Coordinator.Scheduling;
 /// fair queuing's virtual time; a job joins at the current minimum, with no credit), which keeps the
 /// shares right over time whatever the task size. Ahead is <see cref="CoordinatorOptions.QueueAhead"/>,
 /// or by default half the slots (at least 2), more for tasks short next to the time a report takes to
-/// reach the leader: twice what the slots finish meanwhile, up to four per slot (moving averages of both
+/// reach the leader: twice what the slots finish meanwhile, up to two per slot (moving averages of both
 /// times). Enough that slots do not wait for the leader, no more than a newly submitted job must wait
 /// behind. The leader calls it within every batch of events (a start or an end
 /// frees room; the tasks go into the batch's own write) and after every scan, so the queue never runs
@@ -112,12 +112,13 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
 
     /// <summary>
     /// Half the slots (at least 2) for tasks long next to the leader's round trip; for short ones, twice
-    /// what the slots finish while a report is on its way and the leader refills, up to four per slot.
+    /// what the slots finish while a report is on its way and the leader refills, up to two per slot.
     /// </summary>
     private int DefaultAhead()
     {
         var least = Math.Max(MinAhead, (slots + 1) / 2);
-        var most = Math.Max(MinAhead, 4 * slots);
+        // Capped at two per slot: deeper, a job submitted behind another waits longer for its first slots.
+        var most = Math.Max(MinAhead, 2 * slots);
         var needed = 2 * slots * lagSeconds / taskSeconds;
         return needed <= least ? least : (int)Math.Min(most, Math.Ceiling(needed));
     }
