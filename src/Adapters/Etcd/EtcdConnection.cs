@@ -39,7 +39,10 @@ public sealed partial class EtcdConnection : IDisposable
             channel.HttpHandler = new SocketsHttpHandler
             {
                 EnableMultipleHttp2Connections = true,
-                ConnectTimeout = Options.RequestTimeout,
+                // Not the per-call deadline: a connection that takes longer than one call (a loaded node, a
+                // member just started) still completes in the background and serves the next call, where a
+                // connect cut at the deadline would fail again every time.
+                ConnectTimeout = Options.RequestTimeout > TimeSpan.FromSeconds(5) ? Options.RequestTimeout : TimeSpan.FromSeconds(5),
                 // A member that stops answering (SIGSTOP, a partition) breaks its streams within seconds.
                 KeepAlivePingDelay = TimeSpan.FromSeconds(2),
                 KeepAlivePingTimeout = TimeSpan.FromSeconds(2),
