@@ -48,13 +48,15 @@ public sealed class WorkerHeartbeatService(
                         processor.RunningTasks(), startedAt, time.GetUtcNow(), processor.TasksCompleted, processor.BytesProcessed);
                     await jobs.HeartbeatAsync(beat, ttl, stoppingToken);
                 }
-                catch (BrokerUnavailableException e)
-                {
-                    Log.HeartbeatFailed(logger, e.Message);
-                }
                 catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
                 {
                     return;
+                }
+                catch (Exception e)
+                {
+                    // Whatever the store said (unreachable, a lease it no longer knows, a refusal), a missed
+                    // beat must not end the worker: the next beat tries again with a fresh lease.
+                    Log.HeartbeatFailed(logger, $"{e.GetType().Name}: {e.Message}");
                 }
                 try
                 {

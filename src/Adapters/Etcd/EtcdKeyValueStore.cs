@@ -66,6 +66,22 @@ public sealed class EtcdKeyValueStore(EtcdConnection etcd) : IKeyValueStore
             lease = await etcd.GrantLeaseAsync(ttl, cancellationToken);
             leases[key] = lease;
         }
+        try
+        {
+            await PutWithLeaseAsync(key, value, lease, cancellationToken);
+        }
+        catch (EtcdException e) when (e.Code == Grpc.Core.StatusCode.NotFound)
+        {
+            // The lease lapsed between its keep-alive and the put (a slow beat): take a new one, once.
+            leases.Remove(key, out _);
+            lease = await etcd.GrantLeaseAsync(ttl, cancellationToken);
+            leases[key] = lease;
+            await PutWithLeaseAsync(key, value, lease, cancellationToken);
+        }
+    }
+
+    private async Task PutWithLeaseAsync(string key, byte[] value, long lease, CancellationToken cancellationToken)
+    {
         var txn = new TxnRequest();
         txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value), Lease = lease } });
         await etcd.TxnAsync(txn, cancellationToken);
