@@ -95,6 +95,8 @@ public static class Shares
     /// A large job, then a small one once a fifth of the large one's maps are done: the small one must
     /// finish within 3× its time alone, the large one take no longer than alone plus the small one's
     /// time alone (its work on the whole pool) plus 15 % for this machine's run-to-run spread; both exact.
+    /// Medians of three runs of each, alone and together: single runs of a job of a second vary by more
+    /// than the small job's work here.
     /// </summary>
     public static async Task SmallBehindLargeAsync(JobClient client, object large, object small)
     {
@@ -102,32 +104,29 @@ public static class Shares
         var smallAlone = await AloneAsync(client, small, BigInput.Books.Value);
         var largeAlone = await AloneAsync(client, large, BigInput.WordCount.Value);
 
-        var largeId = await client.SubmitAsync(large);
-        await client.WaitUntilAsync(largeId, s => s.Map.Total > 0 && s.Map.Done >= s.Map.Total / 5);
-        var smallId = await client.SubmitAsync(small);
-        var smallView = await client.WaitAsync(smallId, TimeSpan.FromMinutes(2));
-        var largeView = await client.WaitAsync(largeId, TimeSpan.FromMinutes(3));
-        Assert.True(smallView.Status.State == JobState.Succeeded, smallView.Status.Error);
-        Assert.True(largeView.Status.State == JobState.Succeeded, largeView.Status.Error);
-        Assert.Equal(BigInput.Books.Value, await client.OutputAsync(smallId));
-        Assert.Equal(BigInput.WordCount.Value, await client.OutputAsync(largeId));
-        Assert.True(largeView.Status.FinishedAt > smallView.Status.FinishedAt, "The small job should finish while the large one still runs.");
-
-        if (Environment.GetEnvironmentVariable("QUEUE_DEBUG_SHARES") is { } dump)
+        var behind = new List<double>();
+        var beside = new List<double>();
+        for (var run = 0; run < 3; run++)
         {
-            var t0 = smallView.Status.SubmittedAt;
-            var d = await client.GetDetailsAsync(smallView.Spec.Id);
-            var l = await client.GetDetailsAsync(largeView.Spec.Id);
-            File.WriteAllLines(dump, d.Tasks.Select(t => $"S {t.Phase} {t.Index} q {(t.QueuedAt - t0)?.TotalMilliseconds:0} s {(t.StartedAt - t0)?.TotalMilliseconds:0} f {(t.FinishedAt - t0)?.TotalMilliseconds:0} r {(t.RecordedAt - t0)?.TotalMilliseconds:0} {t.Worker}")
-                .Concat(l.Tasks.Where(t => t.StartedAt > t0.AddSeconds(-0.1) && t.StartedAt < smallView.Status.FinishedAt).Select(t => $"L {t.Phase} {t.Index} q {(t.QueuedAt - t0)?.TotalMilliseconds:0} s {(t.StartedAt - t0)?.TotalMilliseconds:0} f {(t.FinishedAt - t0)?.TotalMilliseconds:0} r {(t.RecordedAt - t0)?.TotalMilliseconds:0} {t.Worker}")));
+            var largeId = await client.SubmitAsync(large);
+            await client.WaitUntilAsync(largeId, s => s.Map.Total > 0 && s.Map.Done >= s.Map.Total / 5);
+            var smallId = await client.SubmitAsync(small);
+            var smallView = await client.WaitAsync(smallId, TimeSpan.FromMinutes(2));
+            var largeView = await client.WaitAsync(largeId, TimeSpan.FromMinutes(3));
+            Assert.True(smallView.Status.State == JobState.Succeeded, smallView.Status.Error);
+            Assert.True(largeView.Status.State == JobState.Succeeded, largeView.Status.Error);
+            Assert.Equal(BigInput.Books.Value, await client.OutputAsync(smallId));
+            Assert.Equal(BigInput.WordCount.Value, await client.OutputAsync(largeId));
+            Assert.True(largeView.Status.FinishedAt > smallView.Status.FinishedAt, "The small job should finish while the large one still runs.");
+            behind.Add(Wall(smallView.Status));
+            beside.Add(Wall(largeView.Status));
         }
-        var smallShared = Wall(smallView.Status);
-        var st = smallView.Status;
-        Assert.True(smallShared <= 3 * smallAlone, $"The small job took {smallShared:0.000} s behind the large one, {smallAlone:0.000} s alone "
-            + $"(planned after {(st.StartedAt!.Value - st.SubmittedAt).TotalSeconds:0.000} s, maps {st.MapSeconds:0.000} s, reduces {st.ReduceSeconds:0.000} s).");
-        var largeShared = Wall(largeView.Status);
+        behind.Sort();
+        beside.Sort();
+        var (smallShared, largeShared) = (behind[1], beside[1]);
+        Assert.True(smallShared <= 3 * smallAlone, $"The small job took {smallShared:0.000} s behind the large one (median of 3), {smallAlone:0.000} s alone.");
         Assert.True(largeShared <= largeAlone * 1.15 + smallAlone,
-            $"The large job took {largeShared:0.000} s beside the small one, {largeAlone:0.000} s alone; the small one alone {smallAlone:0.000} s.");
+            $"The large job took {largeShared:0.000} s beside the small one (median of 3), {largeAlone:0.000} s alone; the small one alone {smallAlone:0.000} s.");
     }
 
     /// <summary>Two jobs submitted together; returns each one's slot-seconds granted while both competed, after checking both outputs.</summary>
