@@ -78,6 +78,37 @@ public sealed class StreamingScript
     public async Task RunAsync(Func<TextWriter, CancellationToken, Task> writeInput, Action<string> onOutput, IReadOnlyDictionary<string, string> environment, CancellationToken cancellationToken)
     {
         using var process = Start(environment);
+        try
+        {
+            await RunProcessAsync(process, writeInput, onOutput, cancellationToken);
+        }
+        finally
+        {
+            // However the run ends (cancelled mid-write, a reader that threw), the script is gone before
+            // this returns: the attempt reports only after, so a retry never runs beside it.
+            if (!HasExited(process))
+            {
+                KillTree(process);
+                await process.WaitForExitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None)
+                    .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+    }
+
+    private static bool HasExited(Process process)
+    {
+        try
+        {
+            return process.HasExited;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
+    }
+
+    private async Task RunProcessAsync(Process process, Func<TextWriter, CancellationToken, Task> writeInput, Action<string> onOutput, CancellationToken cancellationToken)
+    {
         await using var kill = cancellationToken.Register(() => KillTree(process));
         var stderr = Task.Run(() => ReadStderrAsync(process.StandardError), CancellationToken.None);
         var stdout = Task.Run(async () =>
