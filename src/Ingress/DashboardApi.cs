@@ -7,12 +7,14 @@ namespace Queue.Ingress;
 /// <summary>What the dashboard shows besides jobs: queue depths and the workers alive.</summary>
 public static class DashboardApi
 {
+    /// <summary>The dashboard's files, embedded in this assembly (<c>wwwroot</c>).</summary>
+    private static readonly Microsoft.Extensions.FileProviders.EmbeddedFileProvider Files = new(typeof(DashboardApi).Assembly, "Queue.Ingress.wwwroot");
+
     /// <summary>Serves the dashboard page (embedded <c>wwwroot</c>) at <c>/</c>.</summary>
     public static IApplicationBuilder UseDashboard(this IApplicationBuilder app)
     {
-        var files = new Microsoft.Extensions.FileProviders.EmbeddedFileProvider(typeof(DashboardApi).Assembly, "Queue.Ingress.wwwroot");
-        app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = files });
-        app.UseStaticFiles(new StaticFileOptions { FileProvider = files });
+        app.UseDefaultFiles(new DefaultFilesOptions { FileProvider = Files });
+        app.UseStaticFiles(new StaticFileOptions { FileProvider = Files });
         return app;
     }
 
@@ -23,9 +25,7 @@ public static class DashboardApi
             .RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
         endpoints.MapGet("/workers", WorkersAsync).RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
         // A job's page: the page itself holds no data (it asks for it with the user's credential), as the dashboard.
-        endpoints.MapGet("/ui/jobs/{id}", () => Results.Stream(
-                new Microsoft.Extensions.FileProviders.EmbeddedFileProvider(typeof(DashboardApi).Assembly, "Queue.Ingress.wwwroot").GetFileInfo("job.html").CreateReadStream(),
-                "text/html; charset=utf-8"))
+        endpoints.MapGet("/ui/jobs/{id}", () => Results.Stream(Files.GetFileInfo("job.html").CreateReadStream(), "text/html; charset=utf-8"))
             .AllowAnonymous().ExcludeFromDescription();
         return endpoints;
     }

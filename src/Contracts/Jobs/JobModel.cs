@@ -324,6 +324,21 @@ public sealed record AttemptRecord
         return list;
     }
 
+    /// <summary><paramref name="history"/> with every attempt still running ended at <paramref name="at"/> as <paramref name="outcome"/>.</summary>
+    public static List<AttemptRecord>? EndRunning(List<AttemptRecord>? history, AttemptOutcome outcome, DateTimeOffset at)
+    {
+        if (history is null)
+        {
+            return null;
+        }
+        var updated = new List<AttemptRecord>(history.Count);
+        foreach (var attempt in history)
+        {
+            updated.Add(attempt.Outcome == AttemptOutcome.Running ? attempt with { Outcome = outcome, EndedAt = at } : attempt);
+        }
+        return updated;
+    }
+
     public static AttemptRecord? Find(List<AttemptRecord>? history, string id)
     {
         foreach (var entry in history ?? [])

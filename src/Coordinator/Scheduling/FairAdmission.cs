@@ -45,9 +45,6 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         lagSeconds += (Math.Clamp(reportLag.TotalSeconds, 0, 1) - lagSeconds) / 16;
     }
 
-    /// <summary>Slots of the live workers, as last read from their heartbeats.</summary>
-    public int LiveSlots => slots;
-
     /// <summary>Sends the planned tasks the pool has room for, fairly across the session's running jobs, one write per job.</summary>
     public async Task FillAsync(LeaderSession session, CancellationToken cancellationToken)
     {
@@ -210,23 +207,8 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
 
     private static Share Count(JobRun active, JobRun run, TaskPhase phase)
     {
-        var share = new Share(active, phase);
-        foreach (var task in run.Tasks(phase))
-        {
-            switch (task.State)
-            {
-                case TaskState.Planned:
-                    share.Pending++;
-                    break;
-                case TaskState.Queued:
-                    share.Queued++;
-                    break;
-                case TaskState.Running:
-                    share.Running++;
-                    break;
-            }
-        }
-        return share;
+        var progress = JobRun.Progress(run.Tasks(phase));
+        return new Share(active, phase) { Pending = progress.Pending, Queued = progress.Queued, Running = progress.Running };
     }
 
     /// <summary>Let <see cref="Count"/> planned tasks of <see cref="Run"/>'s <see cref="Phase"/> in.</summary>

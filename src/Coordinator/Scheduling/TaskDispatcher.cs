@@ -101,28 +101,15 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
         var now = time.GetUtcNow();
         records[index] = backup
             ? records[index] with { BackupAt = now }
-            : records[index] with { State = TaskState.Queued, QueuedAt = now, Recoveries = records[index].Recoveries + 1, History = Lost(records[index], now) };
+            : records[index] with { State = TaskState.Queued, QueuedAt = now, Recoveries = records[index].Recoveries + 1,
+                // Its running attempts' reports never came.
+                History = AttemptRecord.EndRunning(records[index].History, AttemptOutcome.Lost, now) };
         var status = backup
             ? run.Status with { BackupAttempts = run.Status.BackupAttempts + 1 }
             : JobRun.WithProgress(run.Status with { RecoveredAttempts = run.Status.RecoveredAttempts + 1 }, phase, records);
         await session.CommitAsync([LeaderSession.TaskWrite(run.Spec.Id, records[index]), session.StatusWrite(status)], cancellationToken);
         run.SetTasks(phase, records);
         run.Status = status;
-    }
-
-    /// <summary>The task's running attempts, whose reports never came, marked lost.</summary>
-    private static List<AttemptRecord>? Lost(TaskRecord task, DateTimeOffset now)
-    {
-        if (task.History is not { } history)
-        {
-            return null;
-        }
-        var updated = new List<AttemptRecord>(history.Count);
-        foreach (var attempt in history)
-        {
-            updated.Add(attempt.Outcome == AttemptOutcome.Running ? attempt with { Outcome = AttemptOutcome.Lost, EndedAt = now } : attempt);
-        }
-        return updated;
     }
 
     private static byte[] Message(LeaderSession session, JobRun run, TaskPhase phase, int index, bool backup)

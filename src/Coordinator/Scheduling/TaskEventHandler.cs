@@ -271,6 +271,14 @@ public sealed class TaskEventHandler(
         await finisher.EndAsync(session, run, JobState.Failed, error, cancellationToken, LeaderSession.TaskWrite(run.Spec.Id, failed));
     }
 
+    /// <summary>The task running the reporting attempt, started at <paramref name="at"/>, and the job's attempts counted.</summary>
+    private static (TaskRecord Task, JobStatus Status) Start(TaskRecord task, JobStatus status, TaskEvent report, DateTimeOffset at) =>
+        (task with
+        {
+            State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = at,
+            History = AttemptRecord.Put(task.History, Began(task, report, at)),
+        }, status with { Attempts = status.Attempts + 1 });
+
     /// <summary>The history entry of an attempt that just started.</summary>
     private static AttemptRecord Began(TaskRecord task, TaskEvent report, DateTimeOffset startedAt) => new()
     {
@@ -297,17 +305,7 @@ public sealed class TaskEventHandler(
             OutputRecords = counters?.OutputRecords,
             Error = report.Error is { Length: > 400 } error ? error[^400..] : report.Error,
         });
-        if (outcome == AttemptOutcome.Succeeded)
-        {
-            for (var i = 0; i < history.Count; i++)
-            {
-                if (history[i].Outcome == AttemptOutcome.Running)
-                {
-                    history[i] = history[i] with { Outcome = AttemptOutcome.Killed, EndedAt = report.At };
-                }
-            }
-        }
-        return history;
+        return outcome == AttemptOutcome.Succeeded ? AttemptRecord.EndRunning(history, AttemptOutcome.Killed, report.At)! : history;
     }
 
     /// <summary>Applies one event to its job's staged copy; returns that job, or null when the event is for no active job or unreadable.</summary>
@@ -361,22 +359,12 @@ public sealed class TaskEventHandler(
         if (report.StartedAt is { } started && report.Kind is TaskEventKind.Succeeded or TaskEventKind.Failed && task.LastAttempt != report.AttemptId)
         {
             // An attempt that ended before its start was reported: its start is counted here, as a Started event would have.
-            task = task with
-            {
-                State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = started,
-                History = AttemptRecord.Put(task.History, Began(task, report, started)),
-            };
-            status = status with { Attempts = status.Attempts + 1 };
+            (task, status) = Start(task, status, report, started);
         }
         switch (report.Kind)
         {
             case TaskEventKind.Started:
-                task = task with
-                {
-                    State = TaskState.Running, Attempts = task.Attempts + 1, LastAttempt = report.AttemptId, Worker = report.WorkerId, StartedAt = report.At,
-                    History = AttemptRecord.Put(task.History, Began(task, report, report.At)),
-                };
-                status = status with { Attempts = status.Attempts + 1 };
+                (task, status) = Start(task, status, report, report.At);
                 break;
             case TaskEventKind.Succeeded:
                 if (task.StartedAt is { } began)
