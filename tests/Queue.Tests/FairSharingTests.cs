@@ -211,8 +211,13 @@ public sealed class FairSharingTests(FairSharingEngineFixture engine) : IClassFi
         await using var browser = await HeadlessChromium.StartAsync();
         await browser.NavigateAsync(engine.Ingress.BaseAddress);
         await browser.WaitForAsync("document.getElementById('refreshed')?.textContent?.startsWith('updated') || null");
-        // Capped at two tasks at a time, the job runs for seconds: long enough for the page's samples.
-        var id = await engine.Client.SubmitAsync(new { app = "wordcount", input = "big", mapTasks = 192, reduceTasks = 4, maxRunningTasks = 2, priority = "high" });
+        // Capped at two tasks at a time, each sleeping half a second, the job holds tasks back for about
+        // four seconds however fast the machine: long enough for the page's one-second samples.
+        var id = await engine.Client.SubmitAsync(new
+        {
+            app = "crash", input = "books", mapTasks = 16, reduceTasks = 4, maxRunningTasks = 2, priority = "high",
+            args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "0.5" },
+        });
         var share = await browser.WaitForAsync($$"""(() => { const c = document.querySelector('tr[data-job="{{id}}"] td.share'); return c && Number(c.dataset.pending) > 0 ? c.textContent : null; })()""");
         Assert.Contains("pending, high (2)", (string)share!, StringComparison.Ordinal);
         var slots = await browser.WaitForAsync($$"""(() => { const s = JSON.parse(document.getElementById('load').dataset.jobSlots || '{}'); return s["{{id}}"] >= 1 ? s["{{id}}"] : null; })()""");
