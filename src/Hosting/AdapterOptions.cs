@@ -5,7 +5,7 @@ public sealed class AdapterOptions
 {
     public const string Section = "Queue:Adapters";
 
-    /// <summary><c>embedded</c> (in-process; default), <c>rabbitmq</c> (<c>Queue:RabbitMq</c>) or <c>azurequeue</c> (<c>Queue:Azure</c>).</summary>
+    /// <summary><c>embedded</c> (in-process; default), <c>rabbitmq</c> (<c>Queue:RabbitMq</c>), <c>azurequeue</c> (<c>Queue:Azure</c>) or <c>servicebus</c> (<c>Queue:ServiceBus</c>).</summary>
     public string WorkQueue { get; set; } = "embedded";
 
     /// <summary><c>filesystem</c> (default) or <c>azureblob</c> (<c>Queue:Azure</c>).</summary>

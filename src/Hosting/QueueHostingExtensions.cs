@@ -9,6 +9,7 @@ using Queue.Adapters.Azure;
 using Queue.Adapters.Embedded;
 using Queue.Adapters.Etcd;
 using Queue.Adapters.RabbitMq;
+using Queue.Adapters.ServiceBus;
 using Queue.Contracts;
 using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
@@ -61,8 +62,18 @@ public static class QueueHostingExtensions
                         sp.GetRequiredService<AzureStorageClients>(), sp.GetRequiredService<IOptions<WorkQueueOptions>>()));
                 }
                 break;
+            case "servicebus":
+                services.AddOptions<ServiceBusOptions>().BindConfiguration(ServiceBusOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+                services.AddSingleton<ServiceBusClients>();
+                foreach (var name in new[] { QueueNames.Tasks, QueueNames.Events })
+                {
+                    services.AddKeyedSingleton<IWorkQueue>(name, (sp, _) => new ServiceBusWorkQueue(name,
+                        sp.GetRequiredService<ServiceBusClients>(), sp.GetRequiredService<IOptions<WorkQueueOptions>>()));
+                }
+                services.AddHostedService<ServiceBusEntityCheck>();
+                break;
             default:
-                throw new InvalidOperationException($"Unknown work queue adapter '{adapters.WorkQueue}' in {AdapterOptions.Section}:WorkQueue. Known: embedded, rabbitmq, azurequeue.");
+                throw new InvalidOperationException($"Unknown work queue adapter '{adapters.WorkQueue}' in {AdapterOptions.Section}:WorkQueue. Known: embedded, rabbitmq, azurequeue, servicebus.");
         }
 
         switch (adapters.BlobStore.ToLowerInvariant())

@@ -20,8 +20,8 @@ public static class DashboardApi
 
     public static IEndpointRouteBuilder MapDashboardApi(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/queues", async ([FromKeyedServices(QueueNames.Tasks)] IWorkQueue tasks, [FromKeyedServices(QueueNames.Events)] IWorkQueue events, CancellationToken ct) =>
-            Results.Ok(new List<QueueDepth> { await tasks.GetDepthAsync(ct), await events.GetDepthAsync(ct) }))
+        endpoints.MapGet("/queues", async ([FromKeyedServices(QueueNames.Tasks)] IWorkQueue tasks, [FromKeyedServices(QueueNames.Events)] IWorkQueue events, JobStore jobs, CancellationToken ct) =>
+            Results.Ok(new List<QueueDepth> { await tasks.GetDepthOrCountAsync(jobs, ct), await events.GetDepthOrCountAsync(jobs, ct) }))
             .RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
         endpoints.MapGet("/workers", WorkersAsync).RequireAuthorization(Queue.Hosting.Security.QueuePolicies.Read);
         // A job's page: the page itself holds no data (it asks for it with the user's credential), as the dashboard.

@@ -38,7 +38,7 @@ public static class ScaleApi
     private static async Task<IResult> SignalAsync([Microsoft.Extensions.DependencyInjection.FromKeyedServices(QueueNames.Tasks)] IWorkQueue tasks,
         JobStore jobs, IOptions<ScaleOptions> options, TimeProvider time, CancellationToken ct)
     {
-        var depth = await tasks.GetDepthAsync(ct);
+        var depth = await tasks.GetDepthOrCountAsync(jobs, ct);
         var workers = await jobs.ListWorkersAsync(ct);
         long busy = 0, completed = 0, bytes = 0;
         var busyWorkers = 0;

@@ -72,29 +72,11 @@ public sealed class AzureStorageClients
     public string Credential { get; }
 
     /// <summary>Runs an SDK call, translating what is left after the SDK's retries.</summary>
-    public static async Task<T> CallAsync<T>(string what, Func<Task<T>> call, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await call();
-        }
-        catch (Exception e) when (Translate(e, what, cancellationToken) is { } translated)
-        {
-            throw translated;
-        }
-    }
+    public static Task<T> CallAsync<T>(string what, Func<Task<T>> call, CancellationToken cancellationToken) =>
+        AdapterCalls.RunAsync(call, e => Translate(e, what, cancellationToken));
 
-    public static async Task CallAsync(string what, Func<Task> call, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await call();
-        }
-        catch (Exception e) when (Translate(e, what, cancellationToken) is { } translated)
-        {
-            throw translated;
-        }
-    }
+    public static Task CallAsync(string what, Func<Task> call, CancellationToken cancellationToken) =>
+        AdapterCalls.RunAsync(call, e => Translate(e, what, cancellationToken));
 
     /// <summary>The port's view of an SDK failure, or null to let it pass (cancellation by the caller, our own exceptions).</summary>
     public static Exception? Translate(Exception e, string what, CancellationToken cancellationToken)

@@ -150,3 +150,9 @@ public sealed class BrokerUnavailableException(string service, string message, E
 {
     public string Service { get; } = service;
 }
+
+/// <summary>
+/// The broker will not say how deep a queue is to this identity (Service Bus without the Manage right).
+/// Callers count queued tasks from the job store instead.
+/// </summary>
+public sealed class QueueDepthUnknownException(string message) : Exception(message);

@@ -147,9 +147,11 @@ public sealed class LostTaskRecovery(
             var depth = await tasks.GetDepthAsync(cancellationToken);
             return depth.Active == 0 && depth.Leased == 0;
         }
-        catch (BrokerUnavailableException)
+        catch (Exception e) when (e is BrokerUnavailableException or QueueDepthUnknownException)
         {
-            return false; // unknown: wait for a reading
+            // Unknown (for a while, or for good where the broker will not tell this identity): a queued
+            // task's message is never judged lost; its lease and the worker's heartbeats still are.
+            return false;
         }
     }
 }
