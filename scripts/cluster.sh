@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole system as separate processes on 127.0.0.1: etcd, RabbitMQ (with its own epmd), three
 # coordinators, N workers and one ingress, sharing a filesystem blob store.
-#   scripts/cluster.sh up [workers] [rabbitmq|azure] [--autoscale MIN:MAX]
+#   scripts/cluster.sh up [workers] [rabbitmq|azure|servicebus] [--autoscale MIN:MAX]
 #                                     start everything (default 2 workers, RabbitMQ + filesystem blobs;
-#                                     azure: Azurite's Queue + Blob instead); logs and PIDs in .cluster/.
+#                                     azure: Azurite's Queue + Blob instead; servicebus: the Service Bus
+#                                     test endpoint of tests/ on Azure.Messaging.ServiceBus, filesystem
+#                                     blobs); logs and PIDs in .cluster/.
 #                                     --autoscale: no fixed workers; `queue autoscale` starts and stops
 #                                     them from GET /scale as KEDA and the HPA would (poll, stabilization
 #                                     window and cool-down in seconds from QUEUE_AUTOSCALE_POLL, _WINDOW,
@@ -11,7 +13,7 @@
 #   scripts/cluster.sh status         what runs, who leads, queue and job counts
 #   scripts/cluster.sh down           stop exactly what `up` started (by recorded PID)
 # Ports: ingress 5000, coordinators 5101-5103, workers 5201.., etcd 23790/23800, RabbitMQ 25672,
-# Azurite blob 21000 / queue 21001. In azure mode put data in with `queue upload` (through the ingress).
+# Azurite blob 21000 / queue 21001, Service Bus test endpoint 25671 (administration 25300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="${QUEUE_CLUSTER_DIR:-$PWD/.cluster}"
@@ -41,7 +43,7 @@ up() {
   while [ $# -gt 0 ]; do
     case $1 in
       --autoscale) autoscale=${2:?--autoscale needs MIN:MAX}; shift 2 ;;
-      rabbitmq|azure) mode=$1; shift ;;
+      rabbitmq|azure|servicebus) mode=$1; shift ;;
       *) workers=$1; shift ;;
     esac
   done
@@ -74,6 +76,17 @@ up() {
     # Azurite's well-known development account (public, not a secret).
     export Queue__Adapters__WorkQueue=azurequeue Queue__Adapters__BlobStore=azureblob Queue__WorkQueue__LeaseDuration=00:00:10
     export Queue__Azure__ConnectionString="AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:21000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:21001/devstoreaccount1;"
+  elif [ "$mode" = servicebus ]; then
+    # A key made for this cluster (kept in .cluster/, never in the repository).
+    local key; key=$(head -c 32 /dev/urandom | base64)
+    (umask 077; printf '%s\n' "$key" >"$root/servicebus.key")
+    start servicebus dotnet "$PWD/artifacts/bin/Queue.ServiceBusEndpoint/release/Queue.ServiceBusEndpoint.dll" \
+      --port 25671 --admin-port 25300 --key "$key" --queue queue-tasks --queue queue-events --lock-seconds 10 --max-deliveries 100
+    wait_http "$etcd_url/health" 20
+    for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/25671") 2>/dev/null && break; sleep 0.1; done
+    export Queue__Adapters__WorkQueue=servicebus Queue__WorkQueue__LeaseDuration=00:00:10
+    export Queue__ServiceBus__ConnectionString="Endpoint=sb://127.0.0.1:25671;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=$key;UseDevelopmentEmulator=true"
+    export Queue__ServiceBus__AdministrationConnectionString="Endpoint=sb://127.0.0.1:25300;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=$key;UseDevelopmentEmulator=true"
   else
     printf 'loopback_users = none\nlisteners.tcp.1 = 127.0.0.1:%s\n' "$amqp_port" >"$root/rabbit/rabbitmq.conf"
     echo '[].' >"$root/rabbit/enabled_plugins"
@@ -105,7 +118,11 @@ up() {
       --stabilization "${QUEUE_AUTOSCALE_WINDOW:-30}" --cooldown "${QUEUE_AUTOSCALE_COOLDOWN:-30}"
     echo "autoscaling workers ${autoscale} (log: $root/logs/autoscaler.log)"
   fi
-  echo "up: ingress http://127.0.0.1:5000, data in $root/data (put input under $root/data/<container>/), logs in $root/logs"
+  if [ "$mode" = azure ]; then
+    echo "up: ingress http://127.0.0.1:5000, blobs in Azurite (put input in with: dotnet artifacts/bin/Queue.Cli/release/queue.dll upload <folder> --container <container> --url http://127.0.0.1:5000), logs in $root/logs"
+  else
+    echo "up: ingress http://127.0.0.1:5000, data in $root/data (put input under $root/data/<container>/), logs in $root/logs"
+  fi
 }
 
 status() {
@@ -139,5 +156,5 @@ case "${1:-}" in
   up) up "${2:-2}" "${3:-rabbitmq}" ;;
   status) status ;;
   down) down ;;
-  *) echo "usage: scripts/cluster.sh up [workers] [rabbitmq|azure] | status | down" >&2; exit 2 ;;
+  *) echo "usage: scripts/cluster.sh up [workers] [rabbitmq|azure|servicebus] | status | down" >&2; exit 2 ;;
 esac

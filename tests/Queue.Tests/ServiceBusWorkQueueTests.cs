@@ -93,3 +93,182 @@ public sealed class ServiceBusWorkQueueTests(ServiceBusFixture bus) : WorkQueueC
         }
     }
 }
+
+/// <summary>What the adapter does at the edges, on the test endpoint: credentials, outages, the entity's settings, lost locks, and the endpoint's strictness.</summary>
+[Collection("servicebus")]
+public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifetime
+{
+    private readonly List<IAsyncDisposable> owned = [];
+
+    private ServiceBusTestEndpoint Endpoint => bus.Endpoint ?? throw new InvalidOperationException("These tests need the test endpoint.");
+
+    private ServiceBusWorkQueue Open(string entity, TimeSpan lease, int maxDeliveryCount, string? connection = null, string? administration = null, string prefix = "")
+    {
+        var clients = new ServiceBusClients(Options.Create(new ServiceBusOptions
+        {
+            ConnectionString = connection ?? Endpoint.ConnectionString(),
+            AdministrationConnectionString = administration ?? Endpoint.AdministrationConnectionString(),
+            QueuePrefix = prefix,
+            MaxRetries = 1,
+            RetryDelay = TimeSpan.FromMilliseconds(50),
+            TryTimeout = TimeSpan.FromSeconds(5),
+        }));
+        var queue = new ServiceBusWorkQueue(entity, clients, Options.Create(new WorkQueueOptions { LeaseDuration = lease, MaxDeliveryCount = maxDeliveryCount }));
+        owned.Add(queue);
+        owned.Add(clients);
+        return queue;
+    }
+
+    [Fact]
+    public async Task AWrongKeyIsRefusedWithAClearErrorNotRetriedForever()
+    {
+        var name = bus.NewQueue(TimeSpan.FromSeconds(30), 10);
+        var wrong = $"Endpoint=sb://127.0.0.1:{Endpoint.AmqpPort};SharedAccessKeyName={ServiceBusTestEndpoint.RootPolicy};SharedAccessKey={Convert.ToBase64String(new byte[32])};UseDevelopmentEmulator=true";
+        var queue = Open(name, TimeSpan.FromSeconds(30), 10, connection: wrong);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var refused = await Assert.ThrowsAsync<ServiceBusRefusedException>(() => queue.SendAsync("x"u8.ToArray(), CancellationToken.None));
+        Assert.Contains("not authorized", refused.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain(Endpoint.Policies[0].Key, refused.ToString(), StringComparison.Ordinal);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"Refusal took {watch.Elapsed}.");
+        // The start-up check says so too (the service then stops with exit code 78).
+        await Assert.ThrowsAsync<ServiceBusRefusedException>(() => queue.CheckEntityAsync(CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ANamespaceThatDoesNotAnswerIsBrokerUnavailable()
+    {
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        var nobody = $"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=x;SharedAccessKey={Convert.ToBase64String(new byte[32])};UseDevelopmentEmulator=true";
+        var queue = Open("tasks", TimeSpan.FromSeconds(30), 10, connection: nobody);
+        await Assert.ThrowsAsync<BrokerUnavailableException>(() => queue.SendAsync("x"u8.ToArray(), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task TheEntitysSettingsAreCheckedAgainstTheEnginesLimits()
+    {
+        var fine = Open(bus.NewQueue(TimeSpan.FromSeconds(10), 100), TimeSpan.FromSeconds(10), 100);
+        var check = await fine.CheckEntityAsync(CancellationToken.None);
+        Assert.Null(check.Problem);
+        Assert.Equal("lock 10 s, max delivery count 100", check.Settings);
+
+        var fewDeliveries = await Open(bus.NewQueue(TimeSpan.FromSeconds(10), 10), TimeSpan.FromSeconds(10), 100).CheckEntityAsync(CancellationToken.None);
+        Assert.Contains("MaxDeliveryCount is 10, below Queue:WorkQueue:MaxDeliveryCount (100)", fewDeliveries.Problem, StringComparison.Ordinal);
+
+        var longLock = await Open(bus.NewQueue(TimeSpan.FromMinutes(5), 100), TimeSpan.FromSeconds(30), 100).CheckEntityAsync(CancellationToken.None);
+        Assert.Contains("LockDuration (300 s) is longer than Queue:WorkQueue:LeaseDuration (30 s)", longLock.Problem, StringComparison.Ordinal);
+
+        var missing = await Open("no-such-queue", TimeSpan.FromSeconds(30), 100).CheckEntityAsync(CancellationToken.None);
+        Assert.Contains("'no-such-queue' does not exist", missing.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task WithoutTheManageRightSettingsAreTrustedAndDepthIsUnknown()
+    {
+        var name = bus.NewQueue(TimeSpan.FromSeconds(30), 100);
+        var queue = Open(name, TimeSpan.FromSeconds(30), 100, Endpoint.ConnectionString("send-listen"), Endpoint.AdministrationConnectionString("send-listen"));
+        var check = await queue.CheckEntityAsync(CancellationToken.None);
+        Assert.Null(check.Problem);
+        Assert.Contains("no Manage right", check.Settings, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<QueueDepthUnknownException>(() => queue.GetDepthAsync(CancellationToken.None));
+        // Sending and receiving need only Send and Listen.
+        await queue.SendAsync("x"u8.ToArray(), CancellationToken.None);
+        var message = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.FromSeconds(5), CancellationToken.None));
+        await message.CompleteAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task RenewingALockThatExpiredIsALostLeaseAndTheNextReceiverGetsItAgain()
+    {
+        var queue = Open(bus.NewQueue(TimeSpan.FromSeconds(1), 10), TimeSpan.FromSeconds(1), 10);
+        await queue.SendAsync("r"u8.ToArray(), CancellationToken.None);
+        var first = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.FromSeconds(5), CancellationToken.None));
+        await Task.Delay(1500);
+        await Assert.ThrowsAsync<LeaseLostException>(() => first.RenewLockAsync(CancellationToken.None));
+        var again = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.FromSeconds(5), CancellationToken.None));
+        Assert.Equal(2, again.DeliveryCount);
+        Assert.True(again.LockedUntil > DateTimeOffset.UtcNow);
+        await again.CompleteAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task StoppingHandsBackWhatWasReceivedButNotSettledAndItsSettlingIsALostLease()
+    {
+        var name = bus.NewQueue(TimeSpan.FromSeconds(30), 10);
+        var queue = Open(name, TimeSpan.FromSeconds(30), 10);
+        await queue.SendAsync("held"u8.ToArray(), CancellationToken.None);
+        var held = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.FromSeconds(5), CancellationToken.None));
+        await queue.StopReceivingAsync(deadLetters: false, CancellationToken.None);
+        var next = Open(name, TimeSpan.FromSeconds(30), 10);
+        var again = Assert.Single(await next.ReceiveAsync(1, TimeSpan.FromSeconds(5), CancellationToken.None));
+        Assert.Equal("held", System.Text.Encoding.UTF8.GetString(again.Body.Span));
+        Assert.Equal(2, again.DeliveryCount);
+        await Assert.ThrowsAsync<LeaseLostException>(() => held.CompleteAsync(CancellationToken.None));
+        await again.CompleteAsync(CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task AWorkerThatGoesAwayHoldingTasksGetsThemRedeliveredAndWhatItPulledAheadBackAtOnce()
+    {
+        // The tasks receiver pulls ahead to the worker's slots. The tasks a worker took come back once
+        // their locks end, with their count raised; those it only held ahead are given back when its
+        // receiver closes, uncounted.
+        var prefix = $"{Guid.NewGuid():N}-";
+        Endpoint.CreateQueue(prefix + QueueNames.Tasks, TimeSpan.FromSeconds(1), 10);
+        var dying = Open(QueueNames.Tasks, TimeSpan.FromSeconds(1), 10, prefix: prefix);
+        for (var i = 0; i < 4; i++)
+        {
+            await dying.SendAsync(System.Text.Encoding.UTF8.GetBytes($"t{i}"), CancellationToken.None);
+        }
+        // Two taken (a worker with two free slots); the receiver's prefetch holds the other two.
+        Assert.NotEmpty(await dying.ReceiveAsync(2, TimeSpan.FromSeconds(5), CancellationToken.None));
+        await Task.Delay(200);
+        await dying.DisposeAsync();
+        owned.Remove(dying);
+        var survivor = Open(QueueNames.Tasks, TimeSpan.FromSeconds(1), 10, prefix: prefix);
+        var counts = new List<int>();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (counts.Count < 4 && DateTime.UtcNow < deadline)
+        {
+            foreach (var message in await survivor.ReceiveAsync(4, TimeSpan.FromMilliseconds(500), CancellationToken.None))
+            {
+                counts.Add(message.DeliveryCount);
+                await message.CompleteAsync(CancellationToken.None);
+            }
+        }
+        counts.Sort();
+        Assert.Equal([1, 1, 2, 2], counts);
+    }
+
+    [Fact]
+    public async Task WhatTheEndpointDoesNotImplementFailsLoudly()
+    {
+        var name = bus.NewQueue(TimeSpan.FromSeconds(30), 10);
+        await using var client = new ServiceBusClient(Endpoint.ConnectionString(), new ServiceBusClientOptions { RetryOptions = new ServiceBusRetryOptions { MaxRetries = 0, TryTimeout = TimeSpan.FromSeconds(5) } });
+        await using var sender = client.CreateSender(name);
+        await sender.SendMessageAsync(new ServiceBusMessage("m"));
+        await using var deleting = client.CreateReceiver(name, new ServiceBusReceiverOptions { ReceiveMode = ServiceBusReceiveMode.ReceiveAndDelete });
+        await Assert.ThrowsAnyAsync<Exception>(() => deleting.ReceiveMessagesAsync(1, TimeSpan.FromSeconds(2)));
+        await using var locking = client.CreateReceiver(name);
+        await Assert.ThrowsAsync<NotSupportedException>(() => locking.PeekMessageAsync());
+        var scheduled = await Assert.ThrowsAnyAsync<Exception>(() => sender.ScheduleMessageAsync(new ServiceBusMessage("later"), DateTimeOffset.UtcNow.AddMinutes(1)));
+        Assert.IsNotType<TimeoutException>(scheduled);
+        var message = Assert.Single(await locking.ReceiveMessagesAsync(1, TimeSpan.FromSeconds(5)));
+        await Assert.ThrowsAsync<NotSupportedException>(() => locking.DeferMessageAsync(message));
+        await locking.CompleteMessageAsync(message);
+    }
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        foreach (var item in owned)
+        {
+            await item.DisposeAsync();
+        }
+    }
+}

@@ -112,6 +112,20 @@ public sealed class ServiceBusWorkQueue : IWorkQueue, IAsyncDisposable
     /// </summary>
     public async Task<EntityCheck> CheckEntityAsync(CancellationToken cancellationToken)
     {
+        var check = await CheckSettingsAsync(cancellationToken);
+        if (check.Problem is null)
+        {
+            // Opening the send link proves the credential (a token accepted, with the Send right) without sending anything.
+            await ServiceBusClients.CallAsync($"opening a sender to '{Entity}'", async () =>
+            {
+                using var probe = await sender.CreateMessageBatchAsync(cancellationToken);
+            }, cancellationToken);
+        }
+        return check;
+    }
+
+    private async Task<EntityCheck> CheckSettingsAsync(CancellationToken cancellationToken)
+    {
         if (!clients.Options.ReadEntitySettings)
         {
             DepthReadable = false;
