@@ -43,6 +43,9 @@ internal static partial class Log
     [LoggerMessage(1012, LogLevel.Critical, "Worker {WorkerId} stops: a slot failed with an error that is not a broker outage (a bug); the supervisor restarts the process")]
     public static partial void SlotCrashed(ILogger logger, string workerId, Exception exception);
 
+    [LoggerMessage(1016, LogLevel.Critical, "Worker {WorkerId} stops: the broker refused it ({Error}); fix the configuration")]
+    public static partial void BrokerRefused(ILogger logger, string workerId, string error);
+
     [LoggerMessage(1013, LogLevel.Warning, "Task {JobId}/{TaskId}: renewing the lease or checking for cancellation failed, trying again: {Error}")]
     public static partial void GuardFailed(ILogger logger, string jobId, string taskId, string error);
 

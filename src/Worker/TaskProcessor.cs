@@ -123,6 +123,14 @@ public sealed class TaskProcessor(
                 }
             }
         }
+        catch (BrokerRefusedException e)
+        {
+            // A configuration error (a credential, a right, a missing queue): restarting cannot help.
+            Log.BrokerRefused(logger, options.WorkerId, e.Message);
+            Environment.ExitCode = 78;
+            lifetime.StopApplication();
+            throw;
+        }
         catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
         {
             // Anything but a broker outage is a bug: carrying on would hide it. Stop, and let the

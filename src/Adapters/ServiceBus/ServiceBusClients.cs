@@ -99,4 +99,4 @@ public sealed class ServiceBusClients : IAsyncDisposable
 }
 
 /// <summary>Service Bus refused a call (after any retries): not authorized, an entity that does not exist, a message too large.</summary>
-public sealed class ServiceBusRefusedException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class ServiceBusRefusedException(string message, Exception? inner = null) : BrokerRefusedException(message, inner);

@@ -156,3 +156,9 @@ public sealed class BrokerUnavailableException(string service, string message, E
 /// Callers count queued tasks from the job store instead.
 /// </summary>
 public sealed class QueueDepthUnknownException(string message) : Exception(message);
+
+/// <summary>
+/// The broker refused this process: a credential it does not accept, a right or entity that is missing.
+/// A configuration error, not an outage: retrying cannot help, so services stop with exit code 78.
+/// </summary>
+public class BrokerRefusedException(string message, Exception? inner = null) : Exception(message, inner);
