@@ -14,26 +14,23 @@ namespace Queue.Tests;
 [Collection("readme")]
 public sealed class AutoscaleTests : IAsyncLifetime
 {
-    private readonly string root = Path.Combine(Path.GetTempPath(), "queue-autoscale", Guid.NewGuid().ToString("N"));
-
-    public Task InitializeAsync()
+    private readonly ScriptedCluster cluster = new("queue-autoscale", new Dictionary<string, string>
     {
-        Directory.CreateDirectory(root);
-        return Task.CompletedTask;
-    }
+        ["QUEUE_AUTOSCALE_POLL"] = "0.5",
+        ["QUEUE_AUTOSCALE_WINDOW"] = "4",
+        ["QUEUE_AUTOSCALE_COOLDOWN"] = "4",
+    });
 
-    public async Task DisposeAsync()
-    {
-        await ClusterAsync("down", TimeSpan.FromMinutes(2));
-        Directory.Delete(root, recursive: true);
-    }
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync() => await cluster.DisposeAsync();
 
     [Fact]
     public async Task ABurstScalesWorkersFromZeroToMaxAndBackWithEveryTaskRunOnce()
     {
-        var (exit, output) = await ClusterAsync("up --autoscale 0:3", TimeSpan.FromMinutes(5));
+        var (exit, output) = await cluster.RunAsync("up --autoscale 0:3", TimeSpan.FromMinutes(5));
         Assert.True(exit == 0, output);
-        RepoPaths.CopyBooksTo(Path.Combine(root, "data", "books"));
+        RepoPaths.CopyBooksTo(Path.Combine(cluster.Root, "data", "books"));
         using var client = new JobClient(new Uri("http://127.0.0.1:5000"));
         Assert.Equal(0, (await ScaleAsync(client)).Workers);
 
@@ -91,7 +88,7 @@ public sealed class AutoscaleTests : IAsyncLifetime
         Assert.Contains("start auto-3", log, StringComparison.Ordinal);
         Assert.Contains("stop auto-", log, StringComparison.Ordinal);
         Assert.DoesNotContain("exited with 1", log, StringComparison.Ordinal);
-        foreach (var workerLog in Directory.GetFiles(Path.Combine(root, "logs"), "worker-auto-*.log"))
+        foreach (var workerLog in Directory.GetFiles(Path.Combine(cluster.Root, "logs"), "worker-auto-*.log"))
         {
             // A stopped worker handed back nothing: it was idle, or it drained its tasks to the end.
             Assert.DoesNotContain("abandoned at shutdown", File.ReadAllText(workerLog), StringComparison.Ordinal);
@@ -103,16 +100,7 @@ public sealed class AutoscaleTests : IAsyncLifetime
 
     private string AutoscalerLog()
     {
-        var path = Path.Combine(root, "logs", "autoscaler.log");
+        var path = Path.Combine(cluster.Root, "logs", "autoscaler.log");
         return File.Exists(path) ? File.ReadAllText(path) : "(no log)";
     }
-
-    private Task<(int Exit, string Output)> ClusterAsync(string arguments, TimeSpan timeout) =>
-        OsProcess.BashAsync($"scripts/cluster.sh {arguments}", RepoPaths.Root, timeout, new Dictionary<string, string>
-        {
-            ["QUEUE_CLUSTER_DIR"] = root,
-            ["QUEUE_AUTOSCALE_POLL"] = "0.5",
-            ["QUEUE_AUTOSCALE_WINDOW"] = "4",
-            ["QUEUE_AUTOSCALE_COOLDOWN"] = "4",
-        });
 }

@@ -26,6 +26,8 @@ public sealed class DeployTests
         Assert.True(process.ExitCode == 0, output);
         Assert.Contains("ok   azure:", output, StringComparison.Ordinal);
         Assert.Contains("ok   rabbitmq:", output, StringComparison.Ordinal);
+        Assert.Contains("ok   servicebus:", output, StringComparison.Ordinal);
+        Assert.Contains("ok   servicebus trigger", output, StringComparison.Ordinal);
         Assert.Contains("deploy: all checks passed", output, StringComparison.Ordinal);
     }
 

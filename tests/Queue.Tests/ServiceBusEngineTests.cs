@@ -156,3 +156,53 @@ public sealed class ServiceBusEngineTests(ServiceBusClusterFixture cluster) : IC
         Assert.Contains("no Manage right", ingress.Output, StringComparison.Ordinal);
     }
 }
+
+/// <summary>
+/// <c>scripts/cluster.sh up 2 servicebus</c> as a user runs it (etcd, the Service Bus test endpoint,
+/// three coordinators, two workers, the ingress), a worker killed by its PID mid-task. Shares port 5000
+/// with the README test, so it runs in that collection.
+/// </summary>
+[Collection("readme")]
+public sealed class ServiceBusClusterScriptTests : IAsyncLifetime
+{
+    private readonly ScriptedCluster cluster = new("queue-sb-cluster");
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync() => await cluster.DisposeAsync();
+
+    [Fact]
+    public async Task AWorkerKilledMidTaskOnTheServiceBusClusterLeavesTheOutputExact()
+    {
+        var (exit, output) = await cluster.RunAsync("up 2 servicebus", TimeSpan.FromMinutes(5));
+        Assert.True(exit == 0, output);
+        Assert.Contains("put input under", output, StringComparison.Ordinal);
+        RepoPaths.CopyBooksTo(Path.Combine(cluster.Root, "data", "books"));
+        using var client = new JobClient(new Uri("http://127.0.0.1:5000"));
+        var args = new Dictionary<string, string> { ["stallRate"] = "1", ["stallSeconds"] = "1" };
+        var id = await client.SubmitAsync(new { app = "crash", input = "books", mapTasks = 10, reduceTasks = 3, args, maxAttempts = 20 });
+        var killed = false;
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        JobView view;
+        while (!(view = await client.GetAsync(id)).Status.IsTerminal)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "The job did not end.");
+            await Task.Delay(300);
+            if (!killed && view.Status.Map.Running > 0)
+            {
+                var pid = File.ReadAllLines(Path.Combine(cluster.Root, "pids")).Select(l => l.Split(' ')).Single(p => p[0] == "worker-1")[1];
+                OsProcess.Signal(int.Parse(pid, System.Globalization.CultureInfo.InvariantCulture), "KILL");
+                killed = true;
+            }
+        }
+        Assert.True(killed, "No map was seen running.");
+        Assert.True(view.Status.State == JobState.Succeeded, view.Status.Error);
+        Assert.Equal(SequentialReference.Run(new WordCountApp(), SequentialReference.ReadFolder(RepoPaths.Gutenberg)), await client.OutputAsync(id));
+        // The key the script made for the cluster stays in its folder, out of the logs.
+        var key = (await File.ReadAllTextAsync(Path.Combine(cluster.Root, "servicebus.key"))).Trim();
+        foreach (var log in Directory.GetFiles(Path.Combine(cluster.Root, "logs")))
+        {
+            Assert.DoesNotContain(key, await File.ReadAllTextAsync(log), StringComparison.Ordinal);
+        }
+    }
+}
