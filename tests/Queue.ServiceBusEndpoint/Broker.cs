@@ -95,6 +95,21 @@ internal sealed class Broker : IDisposable
         }
     }
 
+    /// <summary>Deletes a queue and its sub-queue with their messages; false if there is none.</summary>
+    public bool DeleteQueue(string name)
+    {
+        lock (gate)
+        {
+            if (!entities.TryGetValue(name, out var entity) || entity.DeadLetter is null)
+            {
+                return false;
+            }
+            entities.Remove(name);
+            entities.Remove(entity.DeadLetter.Name);
+            return true;
+        }
+    }
+
     /// <summary>The queue (or sub-queue) at an AMQP address such as <c>/q1</c> or <c>/q1/$DeadLetterQueue</c>; null if none.</summary>
     public Entity? Find(string? address)
     {

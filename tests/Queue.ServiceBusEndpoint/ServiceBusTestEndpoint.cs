@@ -23,7 +23,7 @@ public sealed class ServiceBusTestEndpoint : IDisposable
         AdministrationPort = administrationPort;
         Policies = policies;
         amqp = new AmqpSurface(amqpPort, broker, policies, log);
-        administration = new AdministrationApi(administrationPort, broker, policies, log);
+        administration = new AdministrationApi(administrationPort, broker, CreateQueue, policies, log);
     }
 
     public int AmqpPort { get; }
@@ -50,9 +50,11 @@ public sealed class ServiceBusTestEndpoint : IDisposable
     }
 
     /// <summary>Creates a queue as the infrastructure would (its dead-letter sub-queue comes with it).</summary>
-    public void CreateQueue(string name, TimeSpan lockDuration, int maxDeliveryCount)
+    public void CreateQueue(string name, TimeSpan lockDuration, int maxDeliveryCount) => CreateQueue(name, new QueueSettings(lockDuration, maxDeliveryCount));
+
+    private void CreateQueue(string name, QueueSettings settings)
     {
-        broker.CreateQueue(name, new QueueSettings(lockDuration, maxDeliveryCount));
+        broker.CreateQueue(name, settings);
         amqp.AddManagement(name);
     }
 

@@ -1,4 +1,5 @@
 using Azure.Messaging.ServiceBus;
+using Azure.Messaging.ServiceBus.Administration;
 using Microsoft.Extensions.Options;
 using Queue.Adapters.ServiceBus;
 using Queue.Contracts.Ports;
@@ -7,24 +8,39 @@ using Queue.ServiceBusEndpoint;
 namespace Queue.Tests;
 
 /// <summary>
-/// Where the Service Bus tests run: a real namespace or the official emulator when
-/// <c>QUEUE_TEST_SERVICEBUS</c> holds its connection string (with <c>QUEUE_TEST_SERVICEBUS_ADMIN</c> for
-/// the emulator's administration port; the queues <c>conformance-1</c>… must exist there, see
-/// deploy/README.md), else the test endpoint on loopback.
+/// Where the Service Bus tests run: the test endpoint on loopback, its queues made directly, unless
+/// <c>QUEUE_TEST_SERVICEBUS</c> holds a namespace's connection string (a policy with Manage; with
+/// <c>QUEUE_TEST_SERVICEBUS_ADMIN</c> for the official emulator's administration port): then the queues are
+/// made through the administration API (<c>CreateQueueAsync</c>, a lock of at least Service Bus's 5 s),
+/// one per test, and deleted at the end.
 /// </summary>
-public sealed class ServiceBusFixture : IDisposable
+public class ServiceBusFixture : IAsyncLifetime
 {
+    private readonly ServiceBusAdministrationClient? administration;
+    private readonly System.Collections.Concurrent.ConcurrentBag<string> made = [];
+
     public ServiceBusFixture()
+        : this(throughAdministration: false)
+    {
+    }
+
+    /// <param name="throughAdministration">On the test endpoint too, make queues as on a real namespace.</param>
+    protected ServiceBusFixture(bool throughAdministration)
     {
         if (Environment.GetEnvironmentVariable("QUEUE_TEST_SERVICEBUS") is { Length: > 0 } real)
         {
             ConnectionString = real;
             AdministrationConnectionString = Environment.GetEnvironmentVariable("QUEUE_TEST_SERVICEBUS_ADMIN") is { Length: > 0 } admin ? admin : null;
+            administration = new ServiceBusAdministrationClient(AdministrationConnectionString ?? real);
             return;
         }
         Endpoint = ServiceBusTestEndpoint.Start();
         ConnectionString = Endpoint.ConnectionString();
         AdministrationConnectionString = Endpoint.AdministrationConnectionString();
+        if (throughAdministration)
+        {
+            administration = new ServiceBusAdministrationClient(AdministrationConnectionString);
+        }
     }
 
     /// <summary>The test endpoint; null against a real namespace.</summary>
@@ -34,49 +50,76 @@ public sealed class ServiceBusFixture : IDisposable
 
     public string? AdministrationConnectionString { get; }
 
-    private int queues;
+    /// <summary>The shortest lock a queue gets: Service Bus's minimum (5 s) where queues are made as on a namespace.</summary>
+    public TimeSpan ShortestLock => administration is null ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(5);
 
-    /// <summary>A fresh queue on the test endpoint; on a real namespace the next of the pre-made <c>conformance-N</c> ones.</summary>
-    public string NewQueue(TimeSpan lockDuration, int maxDeliveryCount)
+    /// <summary>A fresh queue with the lock duration (at least <see cref="ShortestLock"/>) and delivery limit asked for.</summary>
+    public async Task<string> NewQueueAsync(TimeSpan lockDuration, int maxDeliveryCount)
     {
-        var name = Endpoint is null ? $"conformance-{Interlocked.Increment(ref queues)}" : Guid.NewGuid().ToString("N");
-        Endpoint?.CreateQueue(name, lockDuration, maxDeliveryCount);
+        var name = $"conformance-{Guid.NewGuid():N}";
+        if (administration is null)
+        {
+            Endpoint!.CreateQueue(name, lockDuration, maxDeliveryCount);
+            return name;
+        }
+        await administration.CreateQueueAsync(new CreateQueueOptions(name)
+        {
+            LockDuration = lockDuration < ShortestLock ? ShortestLock : lockDuration,
+            MaxDeliveryCount = maxDeliveryCount,
+        });
+        made.Add(name);
         return name;
     }
 
-    public void Dispose() => Endpoint?.Dispose();
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        foreach (var name in made)
+        {
+            await administration!.DeleteQueueAsync(name);
+        }
+        Endpoint?.Dispose();
+    }
 }
+
+/// <summary>The test endpoint with its queues made through the administration API, as on a real namespace.</summary>
+public sealed class AdministeredServiceBusFixture() : ServiceBusFixture(throughAdministration: true);
 
 [CollectionDefinition("servicebus")]
 public sealed class ServiceBusCollection : ICollectionFixture<ServiceBusFixture>;
 
-/// <summary>The work-queue conformance suite against the Service Bus adapter (Azure.Messaging.ServiceBus) on the test endpoint, or a real namespace.</summary>
-[Collection("servicebus")]
-public sealed class ServiceBusWorkQueueTests(ServiceBusFixture bus) : WorkQueueConformance, IAsyncLifetime
+[CollectionDefinition("servicebus-administered")]
+public sealed class AdministeredServiceBusCollection : ICollectionFixture<AdministeredServiceBusFixture>;
+
+/// <summary>The work-queue conformance suite against the Service Bus adapter (Azure.Messaging.ServiceBus).</summary>
+public abstract class ServiceBusConformance(ServiceBusFixture bus) : WorkQueueConformance, IAsyncLifetime
 {
     private readonly List<IAsyncDisposable> owned = [];
 
-    protected override Task<IWorkQueue> CreateQueueAsync(TimeSpan leaseDuration, int maxDeliveryCount)
+    protected override TimeSpan Lease => bus.ShortestLock;
+
+    protected override async Task<IWorkQueue> CreateQueueAsync(TimeSpan leaseDuration, int maxDeliveryCount)
     {
-        var name = bus.NewQueue(leaseDuration, maxDeliveryCount);
-        return Task.FromResult<IWorkQueue>(Open(name, leaseDuration, maxDeliveryCount));
+        var name = await bus.NewQueueAsync(leaseDuration, maxDeliveryCount);
+        return Open(name, leaseDuration, maxDeliveryCount);
     }
 
     /// <summary>Another process's receiver: its own client (AMQP connection).</summary>
     protected override Task<IWorkQueue> OtherReceiverAsync(IWorkQueue queue, TimeSpan leaseDuration) =>
         Task.FromResult<IWorkQueue>(Open(((ServiceBusWorkQueue)queue).Entity, leaseDuration, 10));
 
-    private ServiceBusWorkQueue Open(string entity, TimeSpan leaseDuration, int maxDeliveryCount, string? connectionString = null, string? prefixedName = null)
+    private ServiceBusWorkQueue Open(string entity, TimeSpan leaseDuration, int maxDeliveryCount)
     {
         var clients = new ServiceBusClients(Options.Create(new ServiceBusOptions
         {
-            ConnectionString = connectionString ?? bus.ConnectionString,
-            AdministrationConnectionString = connectionString is null ? bus.AdministrationConnectionString : null,
+            ConnectionString = bus.ConnectionString,
+            AdministrationConnectionString = bus.AdministrationConnectionString,
             QueuePrefix = "",
             MaxRetries = 1,
             TryTimeout = TimeSpan.FromSeconds(10),
         }));
-        var queue = new ServiceBusWorkQueue(prefixedName ?? entity, clients,
+        var queue = new ServiceBusWorkQueue(entity, clients,
             Options.Create(new WorkQueueOptions { LeaseDuration = leaseDuration, MaxDeliveryCount = maxDeliveryCount }));
         owned.Add(queue);
         owned.Add(clients);
@@ -93,6 +136,17 @@ public sealed class ServiceBusWorkQueueTests(ServiceBusFixture bus) : WorkQueueC
         }
     }
 }
+
+/// <summary>On the test endpoint (or a real namespace, see <see cref="ServiceBusFixture"/>).</summary>
+[Collection("servicebus")]
+public sealed class ServiceBusWorkQueueTests(ServiceBusFixture bus) : ServiceBusConformance(bus);
+
+/// <summary>
+/// The same on the test endpoint with its queues made by the SDK's administration client and Service Bus's
+/// 5 s shortest lock: the path a run against a real namespace takes.
+/// </summary>
+[Collection("servicebus-administered")]
+public sealed class ServiceBusAdministeredWorkQueueTests(AdministeredServiceBusFixture bus) : ServiceBusConformance(bus);
 
 /// <summary>What the adapter does at the edges, on the test endpoint: credentials, outages, the entity's settings, lost locks, and the endpoint's strictness.</summary>
 [Collection("servicebus")]
@@ -122,7 +176,7 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
     [Fact]
     public async Task AWrongKeyIsRefusedWithAClearErrorNotRetriedForever()
     {
-        var name = bus.NewQueue(TimeSpan.FromSeconds(30), 10);
+        var name = await bus.NewQueueAsync(TimeSpan.FromSeconds(30), 10);
         var wrong = $"Endpoint=sb://127.0.0.1:{Endpoint.AmqpPort};SharedAccessKeyName={ServiceBusTestEndpoint.RootPolicy};SharedAccessKey={Convert.ToBase64String(new byte[32])};UseDevelopmentEmulator=true";
         var queue = Open(name, TimeSpan.FromSeconds(30), 10, connection: wrong);
         var watch = System.Diagnostics.Stopwatch.StartNew();
@@ -151,15 +205,15 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
     [Fact]
     public async Task TheEntitysSettingsAreCheckedAgainstTheEnginesLimits()
     {
-        var fine = Open(bus.NewQueue(TimeSpan.FromSeconds(10), 100), TimeSpan.FromSeconds(10), 100);
+        var fine = Open(await bus.NewQueueAsync(TimeSpan.FromSeconds(10), 100), TimeSpan.FromSeconds(10), 100);
         var check = await fine.CheckEntityAsync(CancellationToken.None);
         Assert.Null(check.Problem);
         Assert.Equal("lock 10 s, max delivery count 100", check.Settings);
 
-        var fewDeliveries = await Open(bus.NewQueue(TimeSpan.FromSeconds(10), 10), TimeSpan.FromSeconds(10), 100).CheckEntityAsync(CancellationToken.None);
+        var fewDeliveries = await Open(await bus.NewQueueAsync(TimeSpan.FromSeconds(10), 10), TimeSpan.FromSeconds(10), 100).CheckEntityAsync(CancellationToken.None);
         Assert.Contains("MaxDeliveryCount is 10, below Queue:WorkQueue:MaxDeliveryCount (100)", fewDeliveries.Problem, StringComparison.Ordinal);
 
-        var longLock = await Open(bus.NewQueue(TimeSpan.FromMinutes(5), 100), TimeSpan.FromSeconds(30), 100).CheckEntityAsync(CancellationToken.None);
+        var longLock = await Open(await bus.NewQueueAsync(TimeSpan.FromMinutes(5), 100), TimeSpan.FromSeconds(30), 100).CheckEntityAsync(CancellationToken.None);
         Assert.Contains("LockDuration (300 s) is longer than Queue:WorkQueue:LeaseDuration (30 s)", longLock.Problem, StringComparison.Ordinal);
 
         var missing = await Open("no-such-queue", TimeSpan.FromSeconds(30), 100).CheckEntityAsync(CancellationToken.None);
@@ -169,7 +223,7 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
     [Fact]
     public async Task WithoutTheManageRightSettingsAreTrustedAndDepthIsUnknown()
     {
-        var name = bus.NewQueue(TimeSpan.FromSeconds(30), 100);
+        var name = await bus.NewQueueAsync(TimeSpan.FromSeconds(30), 100);
         var queue = Open(name, TimeSpan.FromSeconds(30), 100, Endpoint.ConnectionString("send-listen"), Endpoint.AdministrationConnectionString("send-listen"));
         var check = await queue.CheckEntityAsync(CancellationToken.None);
         Assert.Null(check.Problem);
@@ -184,7 +238,7 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
     [Fact]
     public async Task RenewingALockThatExpiredIsALostLeaseAndTheNextReceiverGetsItAgain()
     {
-        var queue = Open(bus.NewQueue(TimeSpan.FromSeconds(1), 10), TimeSpan.FromSeconds(1), 10);
+        var queue = Open(await bus.NewQueueAsync(TimeSpan.FromSeconds(1), 10), TimeSpan.FromSeconds(1), 10);
         await queue.SendAsync("r"u8.ToArray(), CancellationToken.None);
         var first = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.FromSeconds(5), CancellationToken.None));
         await Task.Delay(1500);
@@ -198,7 +252,7 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
     [Fact]
     public async Task StoppingHandsBackWhatWasReceivedButNotSettledAndItsSettlingIsALostLease()
     {
-        var name = bus.NewQueue(TimeSpan.FromSeconds(30), 10);
+        var name = await bus.NewQueueAsync(TimeSpan.FromSeconds(30), 10);
         var queue = Open(name, TimeSpan.FromSeconds(30), 10);
         await queue.SendAsync("held"u8.ToArray(), CancellationToken.None);
         var held = Assert.Single(await queue.ReceiveAsync(1, TimeSpan.FromSeconds(5), CancellationToken.None));
@@ -247,7 +301,7 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
     [Fact]
     public async Task WhatTheEndpointDoesNotImplementFailsLoudly()
     {
-        var name = bus.NewQueue(TimeSpan.FromSeconds(30), 10);
+        var name = await bus.NewQueueAsync(TimeSpan.FromSeconds(30), 10);
         await using var client = new ServiceBusClient(Endpoint.ConnectionString(), new ServiceBusClientOptions { RetryOptions = new ServiceBusRetryOptions { MaxRetries = 0, TryTimeout = TimeSpan.FromSeconds(5) } });
         await using var sender = client.CreateSender(name);
         await sender.SendMessageAsync(new ServiceBusMessage("m"));

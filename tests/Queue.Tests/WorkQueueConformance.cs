@@ -9,7 +9,8 @@ namespace Queue.Tests;
 /// </summary>
 public abstract class WorkQueueConformance
 {
-    protected static readonly TimeSpan Lease = TimeSpan.FromSeconds(1);
+    /// <summary>The short lease most tests use (brokers with a longer minimum lock override it).</summary>
+    protected virtual TimeSpan Lease => TimeSpan.FromSeconds(1);
 
     /// <summary>A new, empty queue with the given lease and delivery limit.</summary>
     protected abstract Task<IWorkQueue> CreateQueueAsync(TimeSpan leaseDuration, int maxDeliveryCount);
