@@ -71,20 +71,44 @@ public sealed class JobPageTests(JobPageEngineFixture engine) : IClassFixture<Jo
             }
         }
 
-        // Hover over the backup attempt: the tip names it.
-        var backup = attempts.First(a => a.Attempt.Backup).Attempt.Id;
+        // Hover over a backup attempt (the longest, so no thin neighbour shares its first pixel): the tip names it.
+        var backup = attempts.Where(a => a.Attempt.Backup).Select(a => a.Attempt.Id)
+            .OrderByDescending(id => bars.Where(b => b!["attempt"]!.GetValue<string>() == id).Select(b => b!["end"]!.GetValue<double>() - b["start"]!.GetValue<double>()).Single())
+            .First();
         var tip = await browser.EvaluateAsync($$"""
             (() => {
               const b = window.jobTimeline.lanesBars.flat().find(b => b.attempt === '{{backup}}');
               const canvas = document.getElementById('timeline'), rect = canvas.getBoundingClientRect();
               const y = window.jobTimeline.top + b.lane * window.jobTimeline.rowHeight + window.jobTimeline.rowHeight / 2;
-              canvas.dispatchEvent(new MouseEvent('mousemove', { clientX: rect.left + (b.x0 + b.x1) / 2, clientY: rect.top + y }));
+              canvas.dispatchEvent(new MouseEvent('mousemove', { clientX: Math.ceil(rect.left + b.x0), clientY: rect.top + y }));
               const tip = document.getElementById('tip');
               return tip.hidden ? null : tip.textContent;
             })()
             """);
         Assert.Contains(backup, tip!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Contains("(backup)", tip.GetValue<string>(), StringComparison.Ordinal);
+        // Every bar names itself under the pointer wherever no other bar shares that pixel (mouse
+        // positions are whole pixels: a bar is hovered at the first whole pixel inside it).
+        var misses = (await browser.EvaluateAsync("""
+            (() => {
+              const canvas = document.getElementById('timeline'), rect = canvas.getBoundingClientRect(), t = window.jobTimeline;
+              const misses = [];
+              let checked = 0;
+              for (const lane of t.lanesBars) for (const b of lane) {
+                const clientX = Math.ceil(rect.left + b.x0), px = clientX - rect.left;
+                if (px > b.x1 || lane.some((o) => o !== b && px >= o.x0 && px <= o.x1)) continue;
+                const y = t.top + b.lane * t.rowHeight + t.rowHeight / 2;
+                canvas.dispatchEvent(new MouseEvent('mousemove', { clientX, clientY: rect.top + y }));
+                const tip = document.getElementById('tip');
+                checked++;
+                if (tip.hidden || !tip.textContent.includes(b.attempt)) misses.push(`${b.attempt} at ${px.toFixed(2)} in ${b.x0.toFixed(2)}-${b.x1.toFixed(2)}: ${tip.hidden ? 'no tip' : tip.textContent.slice(0, 40)}`);
+              }
+              return JSON.stringify({ checked, misses });
+            })()
+            """))!.GetValue<string>();
+        var hover = JsonNode.Parse(misses)!;
+        Assert.True(hover["checked"]!.GetValue<int>() >= bars.Count / 2, misses);
+        Assert.True(hover["misses"]!.AsArray().Count == 0, misses);
         // The counters, the error of a failed attempt and the output parts with their sizes show too.
         Assert.Contains("crash app: simulated failure", (await browser.EvaluateAsync("document.querySelector('#errors tbody').textContent"))!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(2, (await browser.EvaluateAsync("document.querySelectorAll('#outputs tbody tr').length"))!.GetValue<int>());
