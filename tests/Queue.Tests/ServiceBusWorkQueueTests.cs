@@ -92,10 +92,40 @@ public sealed class ServiceBusCollection : ICollectionFixture<ServiceBusFixture>
 [CollectionDefinition("servicebus-administered")]
 public sealed class AdministeredServiceBusCollection : ICollectionFixture<AdministeredServiceBusFixture>;
 
+/// <summary>Work queues on their own clients (one AMQP connection each, as separate processes have), disposed with their owner.</summary>
+public sealed class OwnedServiceBusQueues : IAsyncDisposable
+{
+    private readonly List<IAsyncDisposable> owned = [];
+
+    public ServiceBusWorkQueue Open(ServiceBusOptions options, string name, TimeSpan leaseDuration, int maxDeliveryCount)
+    {
+        var clients = new ServiceBusClients(Options.Create(options));
+        var queue = new ServiceBusWorkQueue(name, clients, Options.Create(new WorkQueueOptions { LeaseDuration = leaseDuration, MaxDeliveryCount = maxDeliveryCount }));
+        owned.Add(queue);
+        owned.Add(clients);
+        return queue;
+    }
+
+    /// <summary>Closes one queue early (its clients stay open till the end), as a worker that goes away.</summary>
+    public async Task CloseAsync(ServiceBusWorkQueue queue)
+    {
+        owned.Remove(queue);
+        await queue.DisposeAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var item in owned)
+        {
+            await item.DisposeAsync();
+        }
+    }
+}
+
 /// <summary>The work-queue conformance suite against the Service Bus adapter (Azure.Messaging.ServiceBus).</summary>
 public abstract class ServiceBusConformance(ServiceBusFixture bus) : WorkQueueConformance, IAsyncLifetime
 {
-    private readonly List<IAsyncDisposable> owned = [];
+    private readonly OwnedServiceBusQueues owned = new();
 
     protected override TimeSpan Lease => bus.ShortestLock;
 
@@ -109,32 +139,19 @@ public abstract class ServiceBusConformance(ServiceBusFixture bus) : WorkQueueCo
     protected override Task<IWorkQueue> OtherReceiverAsync(IWorkQueue queue, TimeSpan leaseDuration) =>
         Task.FromResult<IWorkQueue>(Open(((ServiceBusWorkQueue)queue).Entity, leaseDuration, 10));
 
-    private ServiceBusWorkQueue Open(string entity, TimeSpan leaseDuration, int maxDeliveryCount)
-    {
-        var clients = new ServiceBusClients(Options.Create(new ServiceBusOptions
+    private ServiceBusWorkQueue Open(string entity, TimeSpan leaseDuration, int maxDeliveryCount) =>
+        owned.Open(new ServiceBusOptions
         {
             ConnectionString = bus.ConnectionString,
             AdministrationConnectionString = bus.AdministrationConnectionString,
             QueuePrefix = "",
             MaxRetries = 1,
             TryTimeout = TimeSpan.FromSeconds(10),
-        }));
-        var queue = new ServiceBusWorkQueue(entity, clients,
-            Options.Create(new WorkQueueOptions { LeaseDuration = leaseDuration, MaxDeliveryCount = maxDeliveryCount }));
-        owned.Add(queue);
-        owned.Add(clients);
-        return queue;
-    }
+        }, entity, leaseDuration, maxDeliveryCount);
 
     public Task InitializeAsync() => Task.CompletedTask;
 
-    public async Task DisposeAsync()
-    {
-        foreach (var item in owned)
-        {
-            await item.DisposeAsync();
-        }
-    }
+    public async Task DisposeAsync() => await owned.DisposeAsync();
 }
 
 /// <summary>On the test endpoint (or a real namespace, see <see cref="ServiceBusFixture"/>).</summary>
@@ -152,13 +169,12 @@ public sealed class ServiceBusAdministeredWorkQueueTests(AdministeredServiceBusF
 [Collection("servicebus")]
 public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifetime
 {
-    private readonly List<IAsyncDisposable> owned = [];
+    private readonly OwnedServiceBusQueues owned = new();
 
     private ServiceBusTestEndpoint Endpoint => bus.Endpoint ?? throw new InvalidOperationException("These tests need the test endpoint.");
 
-    private ServiceBusWorkQueue Open(string entity, TimeSpan lease, int maxDeliveryCount, string? connection = null, string? administration = null, string prefix = "")
-    {
-        var clients = new ServiceBusClients(Options.Create(new ServiceBusOptions
+    private ServiceBusWorkQueue Open(string entity, TimeSpan lease, int maxDeliveryCount, string? connection = null, string? administration = null, string prefix = "") =>
+        owned.Open(new ServiceBusOptions
         {
             ConnectionString = connection ?? Endpoint.ConnectionString(),
             AdministrationConnectionString = administration ?? Endpoint.AdministrationConnectionString(),
@@ -166,12 +182,7 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
             MaxRetries = 1,
             RetryDelay = TimeSpan.FromMilliseconds(50),
             TryTimeout = TimeSpan.FromSeconds(5),
-        }));
-        var queue = new ServiceBusWorkQueue(entity, clients, Options.Create(new WorkQueueOptions { LeaseDuration = lease, MaxDeliveryCount = maxDeliveryCount }));
-        owned.Add(queue);
-        owned.Add(clients);
-        return queue;
-    }
+        }, entity, lease, maxDeliveryCount);
 
     [Fact]
     public async Task AWrongKeyIsRefusedWithAClearErrorNotRetriedForever()
@@ -281,8 +292,7 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
         // Two taken (a worker with two free slots); the receiver's prefetch holds the other two.
         Assert.NotEmpty(await dying.ReceiveAsync(2, TimeSpan.FromSeconds(5), CancellationToken.None));
         await Task.Delay(200);
-        await dying.DisposeAsync();
-        owned.Remove(dying);
+        await owned.CloseAsync(dying);
         var survivor = Open(QueueNames.Tasks, TimeSpan.FromSeconds(1), 10, prefix: prefix);
         var counts = new List<int>();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
@@ -318,11 +328,5 @@ public sealed class ServiceBusAdapterTests(ServiceBusFixture bus) : IAsyncLifeti
 
     public Task InitializeAsync() => Task.CompletedTask;
 
-    public async Task DisposeAsync()
-    {
-        foreach (var item in owned)
-        {
-            await item.DisposeAsync();
-        }
-    }
+    public async Task DisposeAsync() => await owned.DisposeAsync();
 }

@@ -36,7 +36,6 @@ public sealed class ServiceBusClients : IAsyncDisposable
         {
             Client = new ServiceBusClient(connection, clientOptions);
             Administration = new ServiceBusAdministrationClient(Options.AdministrationConnectionString ?? connection, adminOptions);
-            Credential = "connection string";
         }
         else
         {
@@ -44,7 +43,6 @@ public sealed class ServiceBusClients : IAsyncDisposable
             TokenCredential credential = new DefaultAzureCredential(new DefaultAzureCredentialOptions { ManagedIdentityClientId = Options.ManagedIdentityClientId });
             Client = new ServiceBusClient(Options.FullyQualifiedNamespace, credential, clientOptions);
             Administration = new ServiceBusAdministrationClient(Options.FullyQualifiedNamespace, credential, adminOptions);
-            Credential = "DefaultAzureCredential";
         }
     }
 
@@ -53,9 +51,6 @@ public sealed class ServiceBusClients : IAsyncDisposable
     public ServiceBusClient Client { get; }
 
     public ServiceBusAdministrationClient Administration { get; }
-
-    /// <summary>Which credential the clients use (for the start-up log; never the secret).</summary>
-    public string Credential { get; }
 
     /// <summary>Runs an SDK call, translating what is left after the SDK's retries.</summary>
     public static Task<T> CallAsync<T>(string what, Func<Task<T>> call, CancellationToken cancellationToken) =>
@@ -78,16 +73,22 @@ public sealed class ServiceBusClients : IAsyncDisposable
                 return new BrokerUnavailableException("Azure Service Bus", $"{what} failed after retries: {sb.Reason}: {sb.Message}", e);
             case ServiceBusException { IsTransient: true } sb:
                 return new BrokerUnavailableException("Azure Service Bus", $"{what} failed after retries: {sb.Reason}: {sb.Message}", e);
+            case ServiceBusException { Reason: ServiceBusFailureReason.MessagingEntityNotFound } sb:
+                return new ServiceBusRefusedException($"Azure Service Bus refused {what}: {sb.Reason}: {sb.Message}", e) { EntityMissing = true };
             case ServiceBusException sb:
                 return new ServiceBusRefusedException($"Azure Service Bus refused {what}: {sb.Reason}: {sb.Message}", e);
             case UnauthorizedAccessException:
-                return new ServiceBusRefusedException($"Azure Service Bus refused {what}: not authorized. Check the SAS policy's rights or the identity's role (Azure Service Bus Data Sender / Receiver).", e);
+                return new ServiceBusRefusedException($"Azure Service Bus refused {what}: not authorized. Check the SAS policy's rights or the identity's role (Azure Service Bus Data Sender / Receiver).", e) { NotAuthorized = true };
             case AuthenticationFailedException or CredentialUnavailableException:
                 return new ServiceBusRefusedException($"Azure Service Bus: no credential for {what}: {e.Message}", e);
             case RequestFailedException failed when failed.Status is 0 or 408 or >= 500:
                 return new BrokerUnavailableException("Azure Service Bus", $"{what} failed after retries: {failed.Status} {failed.ErrorCode}", e);
             case RequestFailedException failed:
-                return new ServiceBusRefusedException($"Azure Service Bus refused {what}: {failed.Status} {failed.ErrorCode}", e);
+                return new ServiceBusRefusedException($"Azure Service Bus refused {what}: {failed.Status} {failed.ErrorCode}", e)
+                {
+                    NotAuthorized = failed.Status is 401 or 403,
+                    EntityMissing = failed.Status == 404,
+                };
             case TimeoutException or IOException or System.Net.Sockets.SocketException or ObjectDisposedException:
                 return new BrokerUnavailableException("Azure Service Bus", $"{what} failed after retries: {e.Message}", e);
             default:
@@ -99,4 +100,11 @@ public sealed class ServiceBusClients : IAsyncDisposable
 }
 
 /// <summary>Service Bus refused a call (after any retries): not authorized, an entity that does not exist, a message too large.</summary>
-public sealed class ServiceBusRefusedException(string message, Exception? inner = null) : BrokerRefusedException(message, inner);
+public sealed class ServiceBusRefusedException(string message, Exception? inner = null) : BrokerRefusedException(message, inner)
+{
+    /// <summary>The credential was refused or lacks the right (for the administration API: Manage).</summary>
+    public bool NotAuthorized { get; init; }
+
+    /// <summary>The queue does not exist.</summary>
+    public bool EntityMissing { get; init; }
+}

@@ -88,7 +88,7 @@ public sealed class ServiceBusWorkQueue : IWorkQueue, IAsyncDisposable
             properties = await ServiceBusClients.CallAsync($"reading the depth of '{Entity}'",
                 async () => (await clients.Administration.GetQueueRuntimePropertiesAsync(Entity, cancellationToken)).Value, cancellationToken);
         }
-        catch (ServiceBusRefusedException e) when (e.InnerException is UnauthorizedAccessException or Azure.RequestFailedException { Status: 401 or 403 })
+        catch (ServiceBusRefusedException e) when (e.NotAuthorized)
         {
             DepthReadable = false;
             throw new QueueDepthUnknownException(e.Message);
@@ -137,12 +137,12 @@ public sealed class ServiceBusWorkQueue : IWorkQueue, IAsyncDisposable
             properties = await ServiceBusClients.CallAsync($"reading the settings of '{Entity}'",
                 async () => (await clients.Administration.GetQueueAsync(Entity, cancellationToken)).Value, cancellationToken);
         }
-        catch (ServiceBusRefusedException e) when (e.InnerException is UnauthorizedAccessException or Azure.RequestFailedException { Status: 401 or 403 })
+        catch (ServiceBusRefusedException e) when (e.NotAuthorized)
         {
             DepthReadable = false;
             return new EntityCheck(null, "not readable with this identity (no Manage right): trusting deploy/'s settings, depth from the job store");
         }
-        catch (ServiceBusRefusedException e) when (e.InnerException is ServiceBusException { Reason: ServiceBusFailureReason.MessagingEntityNotFound } or Azure.RequestFailedException { Status: 404 })
+        catch (ServiceBusRefusedException e) when (e.EntityMissing)
         {
             return new EntityCheck($"Service Bus queue '{Entity}' does not exist; create it as deploy/README.md says (lock duration, max delivery count, dead-lettering).", null);
         }
