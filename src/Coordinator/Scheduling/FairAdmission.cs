@@ -13,10 +13,12 @@ namespace Queue.Coordinator.Scheduling;
 /// job each time: ties go to the job with the least service so far (tasks admitted / weight, start-time
 /// fair queuing's virtual time; a job joins at the current minimum, with no credit), which keeps the
 /// shares right over time whatever the task size. Ahead is <see cref="CoordinatorOptions.QueueAhead"/>,
-/// or by default half the slots (at least 2), more for tasks short next to the time a report takes to
-/// reach the leader: twice what the slots finish meanwhile, up to two per slot (moving averages of both
-/// times). Enough that slots do not wait for the leader, no more than a newly submitted job must wait
-/// behind. The leader calls it within every batch of events (a start or an end
+/// or by default half the slots (at least 2); for a job alone with tasks short next to the time a report
+/// takes to reach the leader, twice what the slots finish meanwhile, up to two per slot (moving averages
+/// of both times). Enough that slots do not wait for the leader, no more than a newly submitted job must
+/// wait behind. A job whose phase ends in a batch has its share of the room held until the planner has
+/// planned its next phase, which is admitted in the plan's own write: its reduces do not start behind the
+/// other jobs' tasks. The leader calls it within every batch of events (a start or an end
 /// frees room; the tasks go into the batch's own write) and after every scan, so the queue never runs
 /// dry while work is pending. What it keeps besides the stored task states and the workers' heartbeats
 /// (the service so far, the average) only breaks ties and sizes the queue: a new leader starts afresh
@@ -59,7 +61,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
     /// shows it (the event handler passes its staged copies, so the tasks a batch made room for go into
     /// the batch's own write). The answers name the session's active runs.
     /// </summary>
-    public async Task<List<Admission>> DecideAsync(LeaderSession session, Func<JobRun, JobRun> view, CancellationToken cancellationToken)
+    public async Task<List<Admission>> DecideAsync(LeaderSession session, Func<JobRun, JobRun> view, CancellationToken cancellationToken, JobRun? planned = null)
     {
         shares.Clear();
         int running = 0, queued = 0;
@@ -67,10 +69,23 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         foreach (var active in session.Active.Values)
         {
             var run = view(active);
-            // A phase a staged batch just completed moves on only after its write (the planner may have
-            // work to do first, as a range-partitioned job's cut points before its maps): not here.
-            if (run.CurrentPhase is not { } phase || phase != active.CurrentPhase)
+            if (ReferenceEquals(active, planned) && run.CurrentPhase is { } planning)
             {
+                // The planner's copy with a phase just planned: admitted in the planner's own write.
+                shares.Add(Count(active, run, planning));
+                pending |= shares[^1].Pending > 0;
+                continue;
+            }
+            // A phase a staged batch just completed moves on only after its write (the planner may have
+            // work to do first, as a range-partitioned job's cut points before its maps): not admitted
+            // here, but its share of the room is held for it, or the other jobs' tasks would fill the
+            // queue and the next phase would start behind them.
+            if (run.CurrentPhase is not { } phase || phase != active.CurrentPhase || (phase == TaskPhase.Map && JobRun.AllDone(run.Maps)))
+            {
+                if (NextPhase(active, run) is { Tasks: > 0 } next)
+                {
+                    shares.Add(new Share(active, next.Phase) { Pending = next.Tasks, Reserved = true });
+                }
                 continue;
             }
             var share = Count(active, run, phase);
@@ -88,7 +103,8 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         if (options.FairSharing)
         {
             await ReadSlotsAsync(cancellationToken);
-            var ahead = options.QueueAhead ?? DefaultAhead();
+            // Competing: another job has tasks in the pool too (running, queued, held back, or about to plan).
+            var ahead = options.QueueAhead ?? DefaultAhead(shares.Count > 1);
             room = slots + ahead - running - queued;
         }
         if (room <= 0)
@@ -99,7 +115,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         Allot(room);
         foreach (var share in shares)
         {
-            if (share.Admit > 0)
+            if (share.Admit > 0 && !share.Reserved)
             {
                 admissions.Add(new Admission(share.Run, share.Phase, share.Admit));
             }
@@ -108,12 +124,48 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
     }
 
     /// <summary>
-    /// Half the slots (at least 2) for tasks long next to the leader's round trip; for short ones, twice
-    /// what the slots finish while a report is on its way and the leader refills, up to two per slot.
+    /// Admits the tasks of a phase just planned on <paramref name="next"/> (a copy of the active
+    /// <paramref name="run"/>) into the same write as the plan, in <paramref name="changed"/>. What the
+    /// same decision gives the other jobs is left to the <see cref="FillAsync"/> that follows every scan
+    /// and batch (and not counted as their service): the plan's write does not wait for theirs.
     /// </summary>
-    private int DefaultAhead()
+    public async Task StagePlannedAsync(LeaderSession session, JobRun run, JobRun next, Dictionary<(TaskPhase, int), TaskRecord> changed, CancellationToken cancellationToken)
+    {
+        foreach (var admit in await DecideAsync(session, r => ReferenceEquals(r, run) ? next : r, cancellationToken, planned: run))
+        {
+            if (ReferenceEquals(admit.Run, run))
+            {
+                await dispatcher.StageAsync(session, next, admit.Phase, resendUnfinished: false, admit.Count, changed, cancellationToken);
+            }
+            else
+            {
+                service[admit.Run.Spec.Id] -= admit.Count / admit.Run.Spec.Weight;
+            }
+        }
+    }
+
+    /// <summary>The tasks of the phase a job moves to once its staged phase is written: none when it ends there.</summary>
+    private static (TaskPhase Phase, int Tasks) NextPhase(JobRun active, JobRun run) => active.CurrentPhase switch
+    {
+        TaskPhase.Sample when run.CurrentPhase == TaskPhase.Map => (TaskPhase.Map, run.Maps.Length),
+        TaskPhase.Map when run.Status.State == JobState.Mapping && JobRun.AllDone(run.Maps) && !run.Spec.MapOnly => (TaskPhase.Reduce, run.Spec.ReduceTasks),
+        _ => (TaskPhase.Map, 0),
+    };
+
+    /// <summary>
+    /// Half the slots (at least 2) for tasks long next to the leader's round trip, or while jobs compete;
+    /// for short ones of a job alone, twice what the slots finish while a report is on its way and the
+    /// leader refills, up to two per slot.
+    /// </summary>
+    private int DefaultAhead(bool competing)
     {
         var least = Math.Max(MinAhead, (slots + 1) / 2);
+        if (competing)
+        {
+            // Every task admitted waits behind what is queued: while jobs compete, a deep queue is what keeps
+            // the one below its share (a newcomer, or one starting its reduces) waiting, not the slots.
+            return least;
+        }
         // Capped at two per slot: deeper, a job submitted behind another waits longer for its first slots.
         var most = Math.Max(MinAhead, 2 * slots);
         var needed = 2 * slots * lagSeconds / taskSeconds;
@@ -181,7 +233,10 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
             {
                 return;
             }
-            service[next.Run.Spec.Id] = nextServed + (1 / next.Run.Spec.Weight);
+            if (!next.Reserved)
+            {
+                service[next.Run.Spec.Id] = nextServed + (1 / next.Run.Spec.Weight);
+            }
             next.Admit++;
             next.Queued++;
             next.Pending--;
@@ -223,5 +278,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         public int Queued { get; set; }
         public int Pending { get; set; }
         public int Admit { get; set; }
+        /// <summary>Room held for a job moving to its next phase: nothing is admitted for it this round.</summary>
+        public bool Reserved { get; init; }
     }
 }

@@ -15,6 +15,7 @@ public sealed class JobPlanner(
     JobStore jobs,
     IBlobStore blobs,
     TaskDispatcher dispatcher,
+    FairAdmission admission,
     JobFinisher finisher,
     IOptions<StorageOptions> storage,
     TimeProvider time,
@@ -161,18 +162,22 @@ public sealed class JobPlanner(
             Map = JobRun.Progress(maps),
             Reduce = spec.MapOnly ? new PhaseProgress() : new PhaseProgress { Total = spec.ReduceTasks, Pending = spec.ReduceTasks },
         };
+        var next = run.Copy();
+        next.Maps = maps;
+        next.Samples = samples;
+        next.Status = status;
+        // The first tasks the pool has room for (the sample, or maps) are sent and recorded with the plan.
+        await admission.StagePlannedAsync(session, run, next, [], cancellationToken);
         var writes = new List<KvWrite>(maps.Length + samples.Length + 1);
-        foreach (var task in (TaskRecord[])[.. samples, .. maps])
+        foreach (var task in (TaskRecord[])[.. next.Samples, .. next.Maps])
         {
             writes.Add(LeaderSession.TaskWrite(spec.Id, task));
         }
-        writes.Add(session.StatusWrite(status));
+        writes.Add(session.StatusWrite(next.Status));
         await session.CommitAsync(writes, cancellationToken);
-        run.Maps = maps;
-        run.Samples = samples;
-        run.Status = status;
+        run.Adopt(next);
         Log.JobPlanned(logger, spec.Id, maps.Length, spec.ReduceTasks, inputBytes);
-        // The planned tasks (the sample, or the maps) go out as FairAdmission lets them in.
+        // The rest go out as FairAdmission lets them in.
         if (samples.Length == 0)
         {
             await StartMapsAsync(session, run, resendUnfinished: false, cancellationToken);
@@ -230,11 +235,9 @@ public sealed class JobPlanner(
         span?.SetTag("queue.job", spec.Id);
         await blobs.CreateContainerIfMissingAsync(storage.OutputContainer, cancellationToken);
         var reduces = new TaskRecord[spec.ReduceTasks];
-        var writes = new List<KvWrite>(reduces.Length + 1);
         for (var r = 0; r < reduces.Length; r++)
         {
             reduces[r] = new TaskRecord { Phase = TaskPhase.Reduce, Index = r, State = TaskState.Planned };
-            writes.Add(LeaderSession.TaskWrite(spec.Id, reduces[r]));
         }
         var status = run.Status with
         {
@@ -244,11 +247,20 @@ public sealed class JobPlanner(
             Map = JobRun.Progress(run.Maps),
             Reduce = JobRun.Progress(reduces),
         };
-        writes.Add(session.StatusWrite(status));
+        var next = run.Copy();
+        next.Reduces = reduces;
+        next.Status = status;
+        // The reduces the pool has room for now (held for this job while its last maps were recorded) go
+        // out with the plan, in one write; the rest as FairAdmission lets them in.
+        await admission.StagePlannedAsync(session, run, next, [], cancellationToken);
+        var writes = new List<KvWrite>(reduces.Length + 1);
+        foreach (var task in next.Reduces)
+        {
+            writes.Add(LeaderSession.TaskWrite(spec.Id, task));
+        }
+        writes.Add(session.StatusWrite(next.Status));
         await session.CommitAsync(writes, cancellationToken);
-        run.Reduces = reduces;
-        run.Status = status;
+        run.Adopt(next);
         Log.ReducePhaseStarted(logger, spec.Id, reduces.Length);
-        // FairAdmission sends the reduces as the job's share allows.
     }
 }

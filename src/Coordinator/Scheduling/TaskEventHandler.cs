@@ -40,15 +40,7 @@ public sealed class TaskEventHandler(
             // Take nothing this leadership may not be able to apply.
             throw new LeadershipLostException($"Epoch {session.Lead.Epoch} is no longer confirmed by the store.");
         }
-        IReadOnlyList<ILeasedMessage> batch;
-        try
-        {
-            batch = await events.ReceiveAsync(options.EventBatchSize, wait, wakeUp);
-        }
-        catch (OperationCanceledException) when (wakeUp.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            return 0;
-        }
+        var batch = await ReceiveAsync(options.EventBatchSize, wait, wakeUp, cancellationToken);
         if (batch.Count == 0)
         {
             return 0;
@@ -67,15 +59,18 @@ public sealed class TaskEventHandler(
             {
                 throw new LeadershipLostException($"Epoch {session.Lead.Epoch} is no longer confirmed by the store; its events go back to the queue.");
             }
-            foreach (var message in batch)
+            var ends = StageAll(session, batch, 0, staged, ignored);
+            if (!ends && batch.Count < options.EventBatchSize && options.StartReportWait > TimeSpan.Zero && !wakeUp.IsCancellationRequested)
             {
-                if (Stage(session, message, staged) is { } job)
+                // Only starts so far: they free no room, so they wait briefly for an end to share its write.
+                var more = await ReceiveAsync(options.EventBatchSize - batch.Count, options.StartReportWait, wakeUp, cancellationToken);
+                if (more.Count > 0)
                 {
-                    job.Messages.Add(message);
-                }
-                else
-                {
-                    ignored.Add(message);
+                    var all = new List<ILeasedMessage>(batch.Count + more.Count);
+                    all.AddRange(batch);
+                    all.AddRange(more);
+                    batch = all;
+                    StageAll(session, batch, batch.Count - more.Count, staged, ignored);
                 }
             }
             // The room the batch's ends (and starts) made is filled in the same write: the tasks are sent
@@ -88,18 +83,27 @@ public sealed class TaskEventHandler(
                 }
                 await dispatcher.StageAsync(session, job.Next, admit.Phase, resendUnfinished: false, admit.Count, job.Changed, cancellationToken);
             }
+            // Every job's changes in as few fenced transactions as fit (one, unless the batch is large): each is
+            // a round of the store's consensus, and jobs that share the pool share the leader's batches.
+            var group = new List<StagedJob>();
+            var writes = new List<KvWrite>();
             foreach (var job in staged.Values)
             {
-                var writes = new List<KvWrite>(job.Changed.Count + 1);
+                if (writes.Count > 0 && writes.Count + job.Changed.Count + 1 > LeaderSession.MaxWritesPerTransaction)
+                {
+                    await CommitAsync(session, group, writes, settled, cancellationToken);
+                }
                 foreach (var task in job.Changed.Values)
                 {
                     writes.Add(LeaderSession.TaskWrite(job.Run.Spec.Id, task));
                 }
+                // A job's status lands with (or after) its tasks: a transaction too large for one goes in several.
                 writes.Add(session.StatusWrite(job.Next.Status));
-                await session.CommitAsync(writes, cancellationToken);
-                job.Run.Adopt(job.Next);
-                job.EndSpans(null);
-                await CompleteAsync(job.Messages, settled);
+                group.Add(job);
+            }
+            if (group.Count > 0)
+            {
+                await CommitAsync(session, group, writes, settled, cancellationToken);
             }
             if (ignored.Count > 0)
             {
@@ -134,6 +138,54 @@ public sealed class TaskEventHandler(
             throw;
         }
         return batch.Count;
+    }
+
+    private async Task CommitAsync(LeaderSession session, List<StagedJob> group, List<KvWrite> writes, HashSet<ILeasedMessage> settled, CancellationToken cancellationToken)
+    {
+        await session.CommitAsync(writes, cancellationToken);
+        foreach (var job in group)
+        {
+            job.Run.Adopt(job.Next);
+            job.EndSpans(null);
+        }
+        foreach (var job in group)
+        {
+            await CompleteAsync(job.Messages, settled);
+        }
+        group.Clear();
+        writes.Clear();
+    }
+
+    /// <summary>Up to <paramref name="count"/> events, waiting up to <paramref name="wait"/> for the first; none when <paramref name="wakeUp"/> ends the wait.</summary>
+    private async Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int count, TimeSpan wait, CancellationToken wakeUp, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await events.ReceiveAsync(count, wait, wakeUp);
+        }
+        catch (OperationCanceledException) when (wakeUp.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return [];
+        }
+    }
+
+    /// <summary>Stages the batch's events from <paramref name="from"/> on; true when one of them ended an attempt (and so freed room).</summary>
+    private bool StageAll(LeaderSession session, IReadOnlyList<ILeasedMessage> batch, int from, Dictionary<string, StagedJob> staged, List<ILeasedMessage> ignored)
+    {
+        var ends = false;
+        for (var i = from; i < batch.Count; i++)
+        {
+            if (Stage(session, batch[i], staged, out var kind) is { } job)
+            {
+                job.Messages.Add(batch[i]);
+            }
+            else
+            {
+                ignored.Add(batch[i]);
+            }
+            ends |= kind is not (TaskEventKind.Started or TaskEventKind.Progress);
+        }
+        return ends;
     }
 
     /// <summary>Completes applied (or rightly ignored) events; one whose lease is gone comes back as a duplicate, which is ignored then.</summary>
@@ -309,8 +361,9 @@ public sealed class TaskEventHandler(
     }
 
     /// <summary>Applies one event to its job's staged copy; returns that job, or null when the event is for no active job or unreadable.</summary>
-    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
+    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged, out TaskEventKind? kind)
     {
+        kind = null;
         TaskEvent? report;
         try
         {
@@ -325,6 +378,7 @@ public sealed class TaskEventHandler(
         {
             return null;
         }
+        kind = report.Kind;
         var taskId = TaskNames.TaskId(report.Phase, report.Index);
         if (!staged.TryGetValue(report.JobId, out var run))
         {
