@@ -63,15 +63,6 @@ public sealed class CoordinatorOptions
     [Range(1, 99)]
     public int EventBatchSize { get; set; } = 64;
 
-    /// <summary>
-    /// How long a batch of nothing but start reports waits for more events before it is written. A start
-    /// frees no room on the queue, so it need not cost the leader a write of its own: it goes in with the
-    /// next end report, which halves the leader's writes while tasks are short. Default 20 ms; zero writes
-    /// every batch at once.
-    /// </summary>
-    [Range(typeof(TimeSpan), "00:00:00", "00:00:01")]
-    public TimeSpan StartReportWait { get; set; } = TimeSpan.FromMilliseconds(20);
-
     /// <summary>Pause before campaigning again after leadership was lost or the store failed. Default 1 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);

@@ -40,7 +40,15 @@ public sealed class TaskEventHandler(
             // Take nothing this leadership may not be able to apply.
             throw new LeadershipLostException($"Epoch {session.Lead.Epoch} is no longer confirmed by the store.");
         }
-        var batch = await ReceiveAsync(options.EventBatchSize, wait, wakeUp, cancellationToken);
+        IReadOnlyList<ILeasedMessage> batch;
+        try
+        {
+            batch = await events.ReceiveAsync(options.EventBatchSize, wait, wakeUp);
+        }
+        catch (OperationCanceledException) when (wakeUp.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return 0;
+        }
         if (batch.Count == 0)
         {
             return 0;
@@ -59,18 +67,15 @@ public sealed class TaskEventHandler(
             {
                 throw new LeadershipLostException($"Epoch {session.Lead.Epoch} is no longer confirmed by the store; its events go back to the queue.");
             }
-            var ends = StageAll(session, batch, 0, staged, ignored);
-            if (!ends && batch.Count < options.EventBatchSize && options.StartReportWait > TimeSpan.Zero && !wakeUp.IsCancellationRequested)
+            foreach (var message in batch)
             {
-                // Only starts so far: they free no room, so they wait briefly for an end to share its write.
-                var more = await ReceiveAsync(options.EventBatchSize - batch.Count, options.StartReportWait, wakeUp, cancellationToken);
-                if (more.Count > 0)
+                if (Stage(session, message, staged) is { } job)
                 {
-                    var all = new List<ILeasedMessage>(batch.Count + more.Count);
-                    all.AddRange(batch);
-                    all.AddRange(more);
-                    batch = all;
-                    StageAll(session, batch, batch.Count - more.Count, staged, ignored);
+                    job.Messages.Add(message);
+                }
+                else
+                {
+                    ignored.Add(message);
                 }
             }
             // The room the batch's ends (and starts) made is filled in the same write: the tasks are sent
@@ -154,38 +159,6 @@ public sealed class TaskEventHandler(
         }
         group.Clear();
         writes.Clear();
-    }
-
-    /// <summary>Up to <paramref name="count"/> events, waiting up to <paramref name="wait"/> for the first; none when <paramref name="wakeUp"/> ends the wait.</summary>
-    private async Task<IReadOnlyList<ILeasedMessage>> ReceiveAsync(int count, TimeSpan wait, CancellationToken wakeUp, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await events.ReceiveAsync(count, wait, wakeUp);
-        }
-        catch (OperationCanceledException) when (wakeUp.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            return [];
-        }
-    }
-
-    /// <summary>Stages the batch's events from <paramref name="from"/> on; true when one of them ended an attempt (and so freed room).</summary>
-    private bool StageAll(LeaderSession session, IReadOnlyList<ILeasedMessage> batch, int from, Dictionary<string, StagedJob> staged, List<ILeasedMessage> ignored)
-    {
-        var ends = false;
-        for (var i = from; i < batch.Count; i++)
-        {
-            if (Stage(session, batch[i], staged, out var kind) is { } job)
-            {
-                job.Messages.Add(batch[i]);
-            }
-            else
-            {
-                ignored.Add(batch[i]);
-            }
-            ends |= kind is not (TaskEventKind.Started or TaskEventKind.Progress);
-        }
-        return ends;
     }
 
     /// <summary>Completes applied (or rightly ignored) events; one whose lease is gone comes back as a duplicate, which is ignored then.</summary>
@@ -361,9 +334,8 @@ public sealed class TaskEventHandler(
     }
 
     /// <summary>Applies one event to its job's staged copy; returns that job, or null when the event is for no active job or unreadable.</summary>
-    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged, out TaskEventKind? kind)
+    private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
     {
-        kind = null;
         TaskEvent? report;
         try
         {
@@ -378,7 +350,6 @@ public sealed class TaskEventHandler(
         {
             return null;
         }
-        kind = report.Kind;
         var taskId = TaskNames.TaskId(report.Phase, report.Index);
         if (!staged.TryGetValue(report.JobId, out var run))
         {
