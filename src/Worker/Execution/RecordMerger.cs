@@ -4,15 +4,15 @@ namespace Queue.Worker.Execution;
 
 /// <summary>
 /// K-way merge of sorted record sources by key (ordinal bytes), ties broken by source order so the
-/// merge is stable. Owns its sources. Each source's current key is also kept as its first eight bytes
-/// in one array, compared first: a reduce merges thousands of map segments, each record's key sits in
-/// a different segment's memory, and most comparisons are then settled without touching it.
+/// merge is stable. Owns its sources. Each heap entry carries its source's current key as its first
+/// eight bytes and its length, compared first: a reduce merges thousands of map segments, each
+/// record's key sits in a different segment's memory, and most comparisons (equal keys of up to eight
+/// bytes, as most words, included) are then settled in the heap's own array without touching the keys.
 /// </summary>
 public sealed class RecordMerger : IRecordSource
 {
     private readonly IRecordSource[] sources;
-    private readonly ulong[] prefixes;
-    private readonly int[] heap;
+    private readonly Entry[] heap;
     private int count;
     private int current = -1;
     private bool advancePending;
@@ -20,15 +20,13 @@ public sealed class RecordMerger : IRecordSource
     public RecordMerger(IReadOnlyList<IRecordSource> inputs)
     {
         sources = new IRecordSource[inputs.Count];
-        prefixes = new ulong[inputs.Count];
-        heap = new int[inputs.Count];
+        heap = new Entry[inputs.Count];
         for (var i = 0; i < inputs.Count; i++)
         {
             sources[i] = inputs[i];
             if (inputs[i].MoveNext())
             {
-                prefixes[i] = Prefix(inputs[i].Key);
-                heap[count++] = i;
+                heap[count++] = Describe(i);
                 SiftUp(count - 1);
             }
         }
@@ -52,10 +50,10 @@ public sealed class RecordMerger : IRecordSource
         if (advancePending)
         {
             // The previous record's spans were valid until now; advance its source.
-            var top = heap[0];
+            var top = heap[0].Source;
             if (sources[top].MoveNext())
             {
-                prefixes[top] = Prefix(sources[top].Key);
+                heap[0] = Describe(top);
                 SiftDown(0);
             }
             else
@@ -72,7 +70,7 @@ public sealed class RecordMerger : IRecordSource
             advancePending = false;
             return false;
         }
-        current = heap[0];
+        current = heap[0].Source;
         advancePending = true;
         return true;
     }
@@ -85,33 +83,45 @@ public sealed class RecordMerger : IRecordSource
         }
     }
 
+    /// <summary>A source's current key as its first eight bytes (big-endian, zero-padded) and its length.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool Less(int a, int b)
+    private Entry Describe(int source)
     {
-        // Zero-padded big-endian prefixes order as the keys do, except that equal prefixes say nothing.
-        var (pa, pb) = (prefixes[a], prefixes[b]);
-        if (pa != pb)
-        {
-            return pa < pb;
-        }
-        var c = sources[a].Key.SequenceCompareTo(sources[b].Key);
-        return c < 0 || (c == 0 && a < b);
-    }
-
-    /// <summary>The key's first eight bytes as a big-endian number, zero-padded.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Prefix(ReadOnlySpan<byte> key)
-    {
+        var key = sources[source].Key;
+        ulong prefix = 0;
         if (key.Length >= 8)
         {
-            return System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(key);
+            prefix = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(key);
         }
-        ulong value = 0;
-        for (var i = 0; i < key.Length; i++)
+        else
         {
-            value |= (ulong)key[i] << (56 - (8 * i));
+            for (var i = 0; i < key.Length; i++)
+            {
+                prefix |= (ulong)key[i] << (56 - (8 * i));
+            }
         }
-        return value;
+        return new Entry(prefix, key.Length, source);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Less(in Entry a, in Entry b)
+    {
+        // Zero-padded big-endian prefixes order as the keys do. Equal prefixes with one key of at most
+        // eight bytes: that key is the other's start, so the shorter is less (equal lengths: equal keys).
+        if (a.Prefix != b.Prefix)
+        {
+            return a.Prefix < b.Prefix;
+        }
+        int c;
+        if (a.Length <= 8 || b.Length <= 8)
+        {
+            c = a.Length.CompareTo(b.Length);
+        }
+        else
+        {
+            c = sources[a.Source].Key.SequenceCompareTo(sources[b.Source].Key);
+        }
+        return c < 0 || (c == 0 && a.Source < b.Source);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -132,22 +142,27 @@ public sealed class RecordMerger : IRecordSource
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SiftDown(int i)
     {
+        var moving = heap[i];
         while (true)
         {
             var left = (2 * i) + 1;
             if (left >= count)
             {
-                return;
+                break;
             }
             var smallest = left + 1 < count && Less(heap[left + 1], heap[left]) ? left + 1 : left;
-            if (!Less(heap[smallest], heap[i]))
+            if (!Less(heap[smallest], moving))
             {
-                return;
+                break;
             }
-            (heap[i], heap[smallest]) = (heap[smallest], heap[i]);
+            heap[i] = heap[smallest];
             i = smallest;
         }
+        heap[i] = moving;
     }
+
+    /// <summary>A heap entry: the source and what its current key is compared by first.</summary>
+    private readonly record struct Entry(ulong Prefix, int Length, int Source);
 }
 
 /// <summary>
