@@ -90,6 +90,10 @@ public sealed class SchedulingTests : IAsyncLifetime
                 Assert.Equal("a" + t.Index, t.WinningAttempt);
             }
         });
+        // The leader steps the counts per report (no recount): they must still be what the stored tasks say.
+        var storedTasks = await jobs.GetTasksAsync(spec.Id, CancellationToken.None);
+        Assert.Equal(JobRun.Progress([.. storedTasks.Where(t => t.Phase == TaskPhase.Map)]), stored.Map);
+        Assert.Equal(JobRun.Progress([.. storedTasks.Where(t => t.Phase == TaskPhase.Reduce)]), stored.Reduce);
         // The reduces the queue had room for went out with their plan; the room was held for them while the maps ended.
         Assert.Equal(1, stored.Reduce.Pending);
         Assert.Equal(2, stored.Reduce.Queued);

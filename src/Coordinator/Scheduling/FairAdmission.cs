@@ -80,7 +80,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
             // work to do first, as a range-partitioned job's cut points before its maps): not admitted
             // here, but its share of the room is held for it, or the other jobs' tasks would fill the
             // queue and the next phase would start behind them.
-            if (run.CurrentPhase is not { } phase || phase != active.CurrentPhase || (phase == TaskPhase.Map && JobRun.AllDone(run.Maps)))
+            if (run.CurrentPhase is not { } phase || phase != active.CurrentPhase || (phase == TaskPhase.Map && run.PhaseDone(TaskPhase.Map)))
             {
                 if (NextPhase(active, run) is { Tasks: > 0 } next)
                 {
@@ -148,7 +148,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
     private static (TaskPhase Phase, int Tasks) NextPhase(JobRun active, JobRun run) => active.CurrentPhase switch
     {
         TaskPhase.Sample when run.CurrentPhase == TaskPhase.Map => (TaskPhase.Map, run.Maps.Length),
-        TaskPhase.Map when run.Status.State == JobState.Mapping && JobRun.AllDone(run.Maps) && !run.Spec.MapOnly => (TaskPhase.Reduce, run.Spec.ReduceTasks),
+        TaskPhase.Map when run.Status.State == JobState.Mapping && run.PhaseDone(TaskPhase.Map) && !run.Spec.MapOnly => (TaskPhase.Reduce, run.Spec.ReduceTasks),
         _ => (TaskPhase.Map, 0),
     };
 
@@ -262,7 +262,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
 
     private static Share Count(JobRun active, JobRun run, TaskPhase phase)
     {
-        var progress = JobRun.Progress(run.Tasks(phase));
+        var progress = run.Counts(phase);
         return new Share(active, phase) { Pending = progress.Pending, Queued = progress.Queued, Running = progress.Running };
     }
 

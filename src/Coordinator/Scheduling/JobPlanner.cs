@@ -44,6 +44,13 @@ public sealed class JobPlanner(
         run.Maps = [.. maps];
         run.Reduces = [.. reduces];
         run.Samples = [.. samples];
+        // Counted again from the tasks: the leader steps these counts per report from here on, and a
+        // write too large for one transaction may have stored its tasks without its status.
+        run.Status = run.Status with
+        {
+            Map = run.Maps.Length > 0 ? JobRun.Progress(run.Maps) : run.Status.Map,
+            Reduce = run.Reduces.Length > 0 ? JobRun.Progress(run.Reduces) : run.Status.Reduce,
+        };
         return run;
     }
 
@@ -86,11 +93,11 @@ public sealed class JobPlanner(
         {
             await StartMapsAsync(session, run, resendUnfinished: false, cancellationToken);
         }
-        else if (phase == TaskPhase.Map && run.Status.State == JobState.Mapping && JobRun.AllDone(run.Maps))
+        else if (phase == TaskPhase.Map && run.Status.State == JobState.Mapping && run.PhaseDone(TaskPhase.Map) && JobRun.AllDone(run.Maps))
         {
             await FinishMapPhaseAsync(session, run, cancellationToken);
         }
-        else if (phase == TaskPhase.Reduce && run.Status.State == JobState.Reducing && JobRun.AllDone(run.Reduces))
+        else if (phase == TaskPhase.Reduce && run.Status.State == JobState.Reducing && run.PhaseDone(TaskPhase.Reduce) && JobRun.AllDone(run.Reduces))
         {
             await finisher.EndAsync(session, run, JobState.Succeeded, null, cancellationToken);
         }

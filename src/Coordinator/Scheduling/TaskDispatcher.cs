@@ -49,13 +49,19 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
         var records = next.Tasks(phase);
         var sent = new List<int>();
         var messages = new List<ReadOnlyMemory<byte>>();
-        for (var i = 0; i < records.Length; i++)
+        // Planned tasks are let in in index order: without a resend, start where the last admission ended.
+        var i = resendUnfinished ? 0 : Math.Min(next.PlannedFrom(phase), records.Length);
+        for (; i < records.Length; i++)
         {
             var state = records[i].State;
             if (state == TaskState.Planned)
             {
                 if (admit <= 0)
                 {
+                    if (!resendUnfinished)
+                    {
+                        break;
+                    }
                     continue;
                 }
                 admit--;
@@ -74,13 +80,19 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
         var at = time.GetUtcNow();
         await tasks.SendManyAsync(messages, cancellationToken);
         var updated = (TaskRecord[])records.Clone();
-        foreach (var i in sent)
+        var status = next.Status;
+        foreach (var index in sent)
         {
-            updated[i] = updated[i] with { State = TaskState.Queued, QueuedAt = at };
-            changed[(phase, i)] = updated[i];
+            status = JobRun.WithMove(status, phase, updated[index].State, TaskState.Queued);
+            updated[index] = updated[index] with { State = TaskState.Queued, QueuedAt = at };
+            changed[(phase, index)] = updated[index];
         }
         next.SetTasks(phase, updated);
-        next.Status = JobRun.WithProgress(next.Status, phase, updated);
+        next.Status = status;
+        if (!resendUnfinished)
+        {
+            next.AdmittedTo(phase, sent[^1] + 1);
+        }
     }
 
     /// <summary>Sends a second attempt of a running task (a straggler) and records it on the task and the job.</summary>

@@ -367,6 +367,7 @@ public sealed class TaskEventHandler(
             return run;
         }
         var task = records[report.Index];
+        var before = task.State;
         if (task.State is TaskState.Done or TaskState.Failed)
         {
             // A duplicate or late report from a redelivered attempt: the first committed attempt won.
@@ -439,7 +440,7 @@ public sealed class TaskEventHandler(
         updated[report.Index] = task;
         run.Changed[(report.Phase, report.Index)] = task;
         run.Next.SetTasks(report.Phase, updated);
-        run.Next.Status = JobRun.WithProgress(status, report.Phase, updated);
+        run.Next.Status = JobRun.WithMove(status, report.Phase, before, task.State);
         if (report.Kind == TaskEventKind.Succeeded)
         {
             run.Succeeded.Add(report.Phase);
