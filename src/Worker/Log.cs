@@ -54,4 +54,10 @@ internal static partial class Log
 
     [LoggerMessage(1015, LogLevel.Information, "Task {JobId}/{TaskId} attempt {AttemptId} stopped: another attempt of the task committed first")]
     public static partial void TaskSuperseded(ILogger logger, string jobId, string taskId, string attemptId);
+
+    [LoggerMessage(1020, LogLevel.Warning, "Worker {WorkerId} cannot reach the coordination store: it takes no task until it can, and gives back what the broker pushed to it")]
+    public static partial void StoreUnreachable(ILogger logger, string workerId);
+
+    [LoggerMessage(1021, LogLevel.Information, "Worker {WorkerId} reaches the coordination store again and takes tasks")]
+    public static partial void StoreReachable(ILogger logger, string workerId);
 }

@@ -21,6 +21,7 @@ public sealed class TaskProcessor(
     [FromKeyedServices(QueueNames.Events)] IWorkQueue events,
     TaskRunner runner,
     JobStore jobs,
+    CoordinationReach reach,
     WorkerMetrics metrics,
     IOptions<WorkerOptions> options,
     TimeProvider time,
@@ -34,6 +35,8 @@ public sealed class TaskProcessor(
     private readonly CancellationTokenSource drain = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> running = new(StringComparer.Ordinal);
     private int busySlots;
+    // Set once what the broker pushed ahead was given back while the store is out of reach.
+    private int handedBack;
     private long tasksCompleted;
     private long bytesProcessed;
 
@@ -84,6 +87,15 @@ public sealed class TaskProcessor(
         {
             while (!stoppingToken.IsCancellationRequested)
             {
+                if (!reach.IsReachable)
+                {
+                    if (!await WaitForStoreAsync(stoppingToken))
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Volatile.Write(ref handedBack, 0);
                 IReadOnlyList<ILeasedMessage> received;
                 try
                 {
@@ -140,6 +152,39 @@ public sealed class TaskProcessor(
             lifetime.StopApplication();
             throw;
         }
+    }
+
+    /// <summary>
+    /// While the coordination store is out of reach: once no slot holds a task, gives back what the broker
+    /// pushed ahead (it would wait in this process's buffer), then waits for a heartbeat to land, checking
+    /// again every second. False when the worker stops meanwhile.
+    /// </summary>
+    private async Task<bool> WaitForStoreAsync(CancellationToken stoppingToken)
+    {
+        if (BusySlots == 0 && Interlocked.Exchange(ref handedBack, 1) == 0)
+        {
+            try
+            {
+                await tasks.StopReceivingAsync(deadLetters: false, CancellationToken.None);
+            }
+            catch (BrokerUnavailableException e)
+            {
+                // The broker is gone too: it takes back what this connection held on its own.
+                Log.ReceiveFailed(logger, 1, e.Message);
+            }
+        }
+        try
+        {
+            await reach.WaitAsync(stoppingToken).WaitAsync(TimeSpan.FromSeconds(1), time, stoppingToken);
+        }
+        catch (TimeoutException)
+        {
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            return false;
+        }
+        return true;
     }
 
     /// <summary>Waits <paramref name="delay"/> and returns the next, doubled up to <see cref="MaxBackOff"/>.</summary>

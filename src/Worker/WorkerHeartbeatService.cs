@@ -14,6 +14,7 @@ namespace Queue.Worker;
 /// </summary>
 public sealed class WorkerHeartbeatService(
     TaskProcessor processor,
+    CoordinationReach reach,
     JobStore jobs,
     IOptions<WorkerOptions> options,
     TimeProvider time,
@@ -39,6 +40,7 @@ public sealed class WorkerHeartbeatService(
         try
         {
             var minGap = options.HeartbeatInterval / 4;
+            var wasLost = false;
             while (!stoppingToken.IsCancellationRequested)
             {
                 var beatAt = time.GetTimestamp();
@@ -47,6 +49,11 @@ public sealed class WorkerHeartbeatService(
                     var beat = new WorkerHeartbeat(options.WorkerId, Environment.MachineName, Version, options.Slots, processor.BusySlots,
                         processor.RunningTasks(), startedAt, time.GetUtcNow(), processor.TasksCompleted, processor.BytesProcessed);
                     await jobs.HeartbeatAsync(beat, ttl, stoppingToken);
+                    if (reach.Report(reachable: true) && wasLost)
+                    {
+                        Log.StoreReachable(logger, options.WorkerId);
+                    }
+                    wasLost = false;
                 }
                 catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
                 {
@@ -57,6 +64,13 @@ public sealed class WorkerHeartbeatService(
                     // Whatever the store said (unreachable, a lease it no longer knows, a refusal), a missed
                     // beat must not end the worker: the next beat tries again with a fresh lease.
                     Log.HeartbeatFailed(logger, $"{e.GetType().Name}: {e.Message}");
+                    if (!wasLost)
+                    {
+                        // Until a beat lands, the slots take no task (the first beat decides at start).
+                        reach.Report(reachable: false);
+                        Log.StoreUnreachable(logger, options.WorkerId);
+                        wasLost = true;
+                    }
                 }
                 try
                 {

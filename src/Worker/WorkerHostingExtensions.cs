@@ -33,6 +33,7 @@ public static class WorkerHostingExtensions
         builder.Services.AddSingleton<SampleRunner>();
         builder.Services.AddSingleton<PartitionerCache>();
         builder.Services.AddSingleton<WorkerMetrics>();
+        builder.Services.AddSingleton<CoordinationReach>();
         builder.Services.AddSingleton<TaskProcessor>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskProcessor>());
         builder.Services.AddHostedService<WorkerHeartbeatService>();
