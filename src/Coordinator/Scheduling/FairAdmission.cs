@@ -125,17 +125,18 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
 
     /// <summary>
     /// Admits the tasks of a phase just planned on <paramref name="next"/> (a copy of the active
-    /// <paramref name="run"/>) into the same write as the plan, in <paramref name="changed"/>. What the
-    /// same decision gives the other jobs is left to the <see cref="FillAsync"/> that follows every scan
-    /// and batch (and not counted as their service): the plan's write does not wait for theirs.
+    /// <paramref name="run"/>): they are marked Queued on <paramref name="next"/>, for the plan's own write.
+    /// What the same decision gives the other jobs is left to the <see cref="FillAsync"/> that follows
+    /// every scan and batch (and not counted as their service): the plan's write does not wait for theirs.
     /// </summary>
-    public async Task StagePlannedAsync(LeaderSession session, JobRun run, JobRun next, Dictionary<(TaskPhase, int), TaskRecord> changed, CancellationToken cancellationToken)
+    public async Task StagePlannedAsync(LeaderSession session, JobRun run, JobRun next, CancellationToken cancellationToken)
     {
         foreach (var admit in await DecideAsync(session, r => ReferenceEquals(r, run) ? next : r, cancellationToken, planned: run))
         {
             if (ReferenceEquals(admit.Run, run))
             {
-                await dispatcher.StageAsync(session, next, admit.Phase, resendUnfinished: false, admit.Count, changed, cancellationToken);
+                // The plan writes every task of the phase, so which ones changed is not needed.
+                await dispatcher.StageAsync(session, next, admit.Phase, resendUnfinished: false, admit.Count, [], cancellationToken);
             }
             else
             {

@@ -174,15 +174,7 @@ public sealed class JobPlanner(
         next.Samples = samples;
         next.Status = status;
         // The first tasks the pool has room for (the sample, or maps) are sent and recorded with the plan.
-        await admission.StagePlannedAsync(session, run, next, [], cancellationToken);
-        var writes = new List<KvWrite>(maps.Length + samples.Length + 1);
-        foreach (var task in (TaskRecord[])[.. next.Samples, .. next.Maps])
-        {
-            writes.Add(LeaderSession.TaskWrite(spec.Id, task));
-        }
-        writes.Add(session.StatusWrite(next.Status));
-        await session.CommitAsync(writes, cancellationToken);
-        run.Adopt(next);
+        await CommitPlanAsync(session, run, next, [TaskPhase.Sample, TaskPhase.Map], cancellationToken);
         Log.JobPlanned(logger, spec.Id, maps.Length, spec.ReduceTasks, inputBytes);
         // The rest go out as FairAdmission lets them in.
         if (samples.Length == 0)
@@ -259,15 +251,22 @@ public sealed class JobPlanner(
         next.Status = status;
         // The reduces the pool has room for now (held for this job while its last maps were recorded) go
         // out with the plan, in one write; the rest as FairAdmission lets them in.
-        await admission.StagePlannedAsync(session, run, next, [], cancellationToken);
-        var writes = new List<KvWrite>(reduces.Length + 1);
-        foreach (var task in next.Reduces)
-        {
-            writes.Add(LeaderSession.TaskWrite(spec.Id, task));
-        }
-        writes.Add(session.StatusWrite(next.Status));
-        await session.CommitAsync(writes, cancellationToken);
-        run.Adopt(next);
+        await CommitPlanAsync(session, run, next, [TaskPhase.Reduce], cancellationToken);
         Log.ReducePhaseStarted(logger, spec.Id, reduces.Length);
+    }
+
+    /// <summary>
+    /// Lets in the first tasks of the phase planned on <paramref name="next"/> that the pool has room for,
+    /// then writes every task of <paramref name="planned"/> (as staged) with the status, in one write.
+    /// </summary>
+    private async Task CommitPlanAsync(LeaderSession session, JobRun run, JobRun next, TaskPhase[] planned, CancellationToken cancellationToken)
+    {
+        await admission.StagePlannedAsync(session, run, next, cancellationToken);
+        var tasks = new List<TaskRecord>();
+        foreach (var phase in planned)
+        {
+            tasks.AddRange(next.Tasks(phase));
+        }
+        await session.CommitRunAsync(run, next, tasks, cancellationToken);
     }
 }

@@ -46,6 +46,22 @@ public sealed class LeaderSession(ILeadership lead, JobStore jobs, bool resendUn
         }
     }
 
+    /// <summary>
+    /// Writes <paramref name="tasks"/> and <paramref name="next"/>'s status (last) in fenced transactions,
+    /// then makes <paramref name="next"/>'s state <paramref name="run"/>'s own.
+    /// </summary>
+    public async Task CommitRunAsync(JobRun run, JobRun next, IEnumerable<TaskRecord> tasks, CancellationToken cancellationToken)
+    {
+        var writes = new List<KvWrite>();
+        foreach (var task in tasks)
+        {
+            writes.Add(TaskWrite(run.Spec.Id, task));
+        }
+        writes.Add(StatusWrite(next.Status));
+        await CommitAsync(writes, cancellationToken);
+        run.Adopt(next);
+    }
+
     /// <summary>Writes in fenced transactions of bounded size; the last write (the job status) lands in the last one.</summary>
     public async Task CommitAsync(List<KvWrite> writes, CancellationToken cancellationToken)
     {

@@ -26,14 +26,7 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
         {
             return;
         }
-        var writes = new List<KvWrite>(changed.Count + 1);
-        foreach (var task in changed.Values)
-        {
-            writes.Add(LeaderSession.TaskWrite(run.Spec.Id, task));
-        }
-        writes.Add(session.StatusWrite(next.Status));
-        await session.CommitAsync(writes, cancellationToken);
-        run.Adopt(next);
+        await session.CommitRunAsync(run, next, changed.Values, cancellationToken);
     }
 
     /// <summary>
