@@ -129,6 +129,22 @@ public static class Shares
             $"The large job took {largeShared:0.000} s beside the small one (median of 3), {largeAlone:0.000} s alone; the small one alone {smallAlone:0.000} s.");
     }
 
+    /// <summary>
+    /// Two jobs submitted together, three times: the run whose ratio of slot-seconds (second / first) is
+    /// the median. One run's shares can be a third apart on this machine when a process stalls for a
+    /// moment (CI saw 2.57 against 3.34 once); the scheduler's fairness shows in the typical run.
+    /// </summary>
+    public static async Task<(double First, double Second)> MedianTogetherAsync(JobClient client, object first, object second)
+    {
+        var runs = new List<(double First, double Second)>();
+        for (var run = 0; run < 3; run++)
+        {
+            runs.Add(await TogetherAsync(client, first, second));
+        }
+        runs.Sort(static (x, y) => (x.Second / x.First).CompareTo(y.Second / y.First));
+        return runs[1];
+    }
+
     /// <summary>Two jobs submitted together; returns each one's slot-seconds granted while both competed, after checking both outputs.</summary>
     public static async Task<(double First, double Second)> TogetherAsync(JobClient client, object first, object second)
     {
@@ -170,16 +186,16 @@ public sealed class FairSharingTests(FairSharingEngineFixture engine) : IClassFi
     [Fact]
     public async Task TwoEqualJobsSubmittedTogetherGetEqualSlotTime()
     {
-        var (first, second) = await Shares.TogetherAsync(engine.Client, Large(), Large());
-        Assert.True(Math.Abs(first - second) <= 0.2 * Math.Max(first, second), $"Slot-seconds granted while both competed: {first:0.00} and {second:0.00}.");
+        var (first, second) = await Shares.MedianTogetherAsync(engine.Client, Large(), Large());
+        Assert.True(Math.Abs(first - second) <= 0.2 * Math.Max(first, second), $"Slot-seconds granted while both competed (the median of three runs): {first:0.00} and {second:0.00}.");
     }
 
     [Fact]
     public async Task AHighPriorityJobGetsAboutTwiceTheSlotsOfANormalOne()
     {
-        var (normal, high) = await Shares.TogetherAsync(engine.Client, Large(), Large("high"));
+        var (normal, high) = await Shares.MedianTogetherAsync(engine.Client, Large(), Large("high"));
         var ratio = high / normal;
-        Assert.True(ratio is > 1.5 and < 2.7, $"Slot-seconds granted while both competed: high {high:0.00}, normal {normal:0.00} (ratio {ratio:0.00}).");
+        Assert.True(ratio is > 1.5 and < 2.7, $"Slot-seconds granted while both competed (the median of three runs): high {high:0.00}, normal {normal:0.00} (ratio {ratio:0.00}).");
     }
 
     [Fact]
@@ -278,16 +294,16 @@ public sealed class FairSharingClusterTests(FairSharingClusterFixture cluster) :
     [Fact]
     public async Task TwoEqualJobsSubmittedTogetherGetEqualSlotTime()
     {
-        var (first, second) = await Shares.TogetherAsync(cluster.Client, Large, Large);
-        Assert.True(Math.Abs(first - second) <= 0.2 * Math.Max(first, second), $"Slot-seconds granted while both competed: {first:0.00} and {second:0.00}.");
+        var (first, second) = await Shares.MedianTogetherAsync(cluster.Client, Large, Large);
+        Assert.True(Math.Abs(first - second) <= 0.2 * Math.Max(first, second), $"Slot-seconds granted while both competed (the median of three runs): {first:0.00} and {second:0.00}.");
     }
 
     [Fact]
     public async Task AHighPriorityJobGetsAboutTwiceTheSlotsOfANormalOne()
     {
-        var (normal, high) = await Shares.TogetherAsync(cluster.Client, Large, new { app = "wordcount", input = "big", mapTasks = 192, reduceTasks = 4, priority = "high" });
+        var (normal, high) = await Shares.MedianTogetherAsync(cluster.Client, Large, new { app = "wordcount", input = "big", mapTasks = 192, reduceTasks = 4, priority = "high" });
         var ratio = high / normal;
-        Assert.True(ratio is > 1.5 and < 2.7, $"Slot-seconds granted while both competed: high {high:0.00}, normal {normal:0.00} (ratio {ratio:0.00}).");
+        Assert.True(ratio is > 1.5 and < 2.7, $"Slot-seconds granted while both competed (the median of three runs): high {high:0.00}, normal {normal:0.00} (ratio {ratio:0.00}).");
     }
 
     [Fact]
