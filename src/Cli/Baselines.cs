@@ -58,7 +58,7 @@ public static class Baselines
 
     /// <summary>
     /// The same all-core count with the engine's map kernel (its <see cref="WordTokenizer"/> and
-    /// <see cref="CountTable"/>) in place of the char loop and the dictionary: set beside the engine,
+    /// <see cref="CountTable{T}"/>) in place of the char loop and the dictionary: set beside the engine,
     /// what is left is the engine's own cost (tasks, sort, intermediate files, reduce).
     /// </summary>
     public static Dictionary<string, long> WordCountAllCoresEngineKernel(IReadOnlyList<string> files) => AllCores<KernelCounter>(files);
@@ -228,7 +228,7 @@ public static class Baselines
     {
         public static KernelCounter Create() => new();
 
-        private readonly CountTable table = new();
+        private readonly CountTable<char> table = new();
 
         public readonly Dictionary<string, long> Counts
         {

@@ -31,10 +31,11 @@ public static class BenchCommand
         var sort = new Option<bool>("--sort") { Description = "The sort benchmark instead: the built-in sort (range partitioner) against GNU sort on generated 100-byte records." };
         var sortSizes = new Option<int[]>("--sort-mb") { Description = "With --sort: input sizes in MB (repeatable).", DefaultValueFactory = _ => [1000], AllowMultipleArgumentsPerToken = true };
         var shuffle = new Option<bool>("--shuffle") { Description = "The task-granularity table instead: word count as 8x2 up to 2000x200 tasks." };
+        var clusterPids = new Option<string>("--cluster-pids") { Description = "With --cluster: the cluster's \"name pid\" file (scripts/cluster.sh writes .cluster/pids); each of its processes' peak RSS is printed at the end.", DefaultValueFactory = _ => Path.Combine(".cluster", "pids") };
         var mix = new Option<bool>("--mix") { Description = "Several users' jobs on one pool instead: a small job alone, a large one alone, the small one behind the large one (fair sharing and first come, first served)." };
         var command = new Command("bench", "Measure word-count throughput of the engine against baselines (--sort, --shuffle: the shuffle's benchmarks; --mix: fair sharing).")
         {
-            megabytes, copies, slots, folder, books, maps, shell, repeat, cluster, runs, overheadJobs, sort, sortSizes, shuffle, mix,
+            megabytes, copies, slots, folder, books, maps, shell, repeat, cluster, runs, overheadJobs, sort, sortSizes, shuffle, mix, clusterPids,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -157,7 +158,7 @@ public static class BenchCommand
                 first = false;
             }
             Console.WriteLine();
-            Console.WriteLine($"peak RSS of this process (engine and baselines): {PeakRssMiB():0} MiB");
+            Console.WriteLine($"peak RSS of this process (engine and baselines): {PeakMemory.SelfMiB():0} MiB");
             return 0;
         }
 
@@ -268,7 +269,16 @@ public static class BenchCommand
                 await ShuffleBench.SortAsync(engine, dataPath, parse.GetValue(sortSizes)!, slotCount, client, ct);
             }
             Console.WriteLine();
-            Console.WriteLine($"peak RSS of this process (the embedded engine): {PeakRssMiB():0} MiB");
+            Console.WriteLine($"peak RSS of this process (the embedded engine): {PeakMemory.SelfMiB():0} MiB");
+            if (client is not null && File.Exists(parse.GetValue(clusterPids)))
+            {
+                // The kernel keeps one peak per process since it started: the cluster's whole life, not this run alone.
+                foreach (var (name, pid) in PeakMemory.ReadPidsFile(parse.GetValue(clusterPids)!))
+                {
+                    var kib = PeakMemory.LargestInTreeKiB(pid);
+                    Console.WriteLine($"peak RSS of the cluster's {name} (pid {pid}, since it started): {(kib is { } k ? $"{k / 1024.0:0} MiB" : "ended")}");
+                }
+            }
             return 0;
         }
     }
@@ -369,24 +379,5 @@ public static class BenchCommand
             }
         }
         return Baselines.FirstDifference(Lines(), reference);
-    }
-
-    /// <summary>VmHWM from /proc/self/status: the most resident memory this process has had.</summary>
-    private static double PeakRssMiB()
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/self/status"))
-            {
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                {
-                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) / 1024.0;
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-        return double.NaN;
     }
 }

@@ -118,7 +118,7 @@ public static partial class ShuffleBench
             Row($"disk, sequential write of {megas:0} MB (dd, fdatasync): the floor", diskSeconds, gnuSeconds, "");
             Row("GNU sort --parallel -S 256M (LC_ALL=C)", gnuSeconds, gnuSeconds, $"{gnuRssKb / 1024.0:0} MiB");
             Row($"engine, embedded ({view.Status.Map.Total} maps x {reduces} reduces; {view.Status.MapSeconds:0.0}+{view.Status.ReduceSeconds:0.0} s)", engineSeconds, gnuSeconds,
-                $"{PeakRssMiB():0} MiB");
+                $"{PeakMemory.SelfMiB():0} MiB");
 
             if (cluster is not null)
             {
@@ -259,19 +259,6 @@ public static partial class ShuffleBench
         var error = await stderr;
         var rss = Regex.Match(error, @"maxrss (\d+)") is { Success: true } m ? long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
         return (process.ExitCode, rss, error);
-    }
-
-    /// <summary>VmHWM from /proc/self/status: the most resident memory this process has had.</summary>
-    internal static double PeakRssMiB()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) / 1024.0;
-            }
-        }
-        return double.NaN;
     }
 
     /// <summary>Files read one after the other as one stream.</summary>

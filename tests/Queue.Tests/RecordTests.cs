@@ -90,6 +90,74 @@ public sealed class RecordTests
         Assert.Equal(expected, actual);
     }
 
+    /// <summary>
+    /// A summing reduce goes by hash: its output must be the merge's, one <c>key TAB sum</c> line per key
+    /// in ordinal order of the keys' bytes, whether its table fits (budget 1 MiB) or goes to disk as runs
+    /// and is merged back (budgets of a few keys, and a merge factor of 2 so runs are merged in between).
+    /// Keys share stems of 7 to 9 bytes, are shorter than eight bytes, hold zero and high bytes; sums are
+    /// negative and past 32 bits too. Checked against a dictionary's sums sorted by the keys' bytes.
+    /// </summary>
+    [Theory]
+    [InlineData(1 << 20)]
+    [InlineData(2_000)]
+    [InlineData(200)]
+    public void ASummingReduceByHashWritesWhatTheMergeWould(int budget)
+    {
+        var random = new Random(11);
+        byte[][] alphabet = [[0], [1], [0x61], [0x62], [0x7f], [0x80], [0xff]];
+        var sums = new Dictionary<string, long>(StringComparer.Ordinal);
+        var inputs = new List<IRecordSource>();
+        for (var source = 0; source < 30; source++)
+        {
+            var run = new List<(byte[] Key, long Amount)>();
+            for (var n = random.Next(0, 80); n > 0; n--)
+            {
+                var key = new List<byte>(Encoding.ASCII.GetBytes("abcdefghi"[..new[] { 0, 7, 8, 9 }[random.Next(4)]]));
+                for (var tail = random.Next(0, 4); tail > 0; tail--)
+                {
+                    key.AddRange(alphabet[random.Next(alphabet.Length)]);
+                }
+                var amount = random.Next(4) switch { 0 => 1, 1 => -random.Next(1000), 2 => 3_000_000_000L, _ => random.Next(100) };
+                run.Add(([.. key], amount));
+                var hex = Convert.ToHexString([.. key]);
+                sums[hex] = sums.GetValueOrDefault(hex) + amount;
+            }
+            run.Sort((a, b) => a.Key.AsSpan().SequenceCompareTo(b.Key));
+            var stream = new MemoryStream();
+            using (var writer = new RecordWriter(stream))
+            {
+                foreach (var (key, amount) in run)
+                {
+                    writer.Write(key, Encoding.ASCII.GetBytes(amount.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                }
+                writer.Flush();
+            }
+            stream.Position = 0;
+            inputs.Add(new RecordReader(stream));
+        }
+        var expected = sums.Keys.Select(Convert.FromHexString).OrderBy(k => k, Comparer<byte[]>.Create((a, b) => a.AsSpan().SequenceCompareTo(b)))
+            .Select(k => $"{Convert.ToHexString(k)}\t{sums[Convert.ToHexString(k)]}").ToList();
+        var folder = Path.Combine(Path.GetTempPath(), "queue-tests", Guid.NewGuid().ToString("N"));
+        var output = new MemoryStream();
+        var (groups, records, bytes, spilled) = SumAggregator.Run(inputs, budget, 2, folder, output, CancellationToken.None);
+        var actual = new List<string>();
+        var text = output.ToArray();
+        for (var start = 0; start < text.Length;)
+        {
+            var tab = Array.IndexOf(text, (byte)'\t', start);
+            var end = Array.IndexOf(text, (byte)'\n', tab);
+            actual.Add($"{Convert.ToHexString(text.AsSpan(start, tab - start))}\t{Encoding.ASCII.GetString(text, tab + 1, end - tab - 1)}");
+            start = end + 1;
+        }
+        Assert.Equal(expected, actual);
+        Assert.Equal(sums.Count, groups);
+        Assert.Equal(text.Length, bytes);
+        Assert.Equal(budget < 1 << 20, spilled > 0);
+        Assert.True(records > sums.Count);
+        // Runs are deleted as they are read: nothing is left in the folder.
+        Assert.True(!Directory.Exists(folder) || Directory.GetFiles(folder).Length == 0);
+    }
+
     [Fact]
     public void MergeOfSortedRunsIsSortedAndGroupsEveryValueOfAKey()
     {

@@ -61,6 +61,8 @@ public sealed class SpillTests(SpillingEngineFixture engine) : IClassFixture<Spi
     {
         var view = await RunAsync(new { app = "wordcount", input = "books", mapTasks = 3, reduceTasks = 3 });
         Assert.Equal(SequentialReference.Run(new WordCountApp(), Books.Value), await engine.Client.OutputAsync(view.Spec.Id));
+        // Word count's reduce sums by hash: its table outgrew the buffer, went to disk as sorted runs, and they were merged.
+        Assert.True(view.Status.ReduceCounters.SpilledRecords > 0, "The summing reduces did not spill.");
         var indexer = await RunAsync(new { app = "indexer", input = "books", mapTasks = 4, reduceTasks = 2 });
         Assert.Equal(SequentialReference.Run(new IndexerApp(), Books.Value), await engine.Client.OutputAsync(indexer.Spec.Id));
     }

@@ -77,23 +77,35 @@ public sealed partial class TokenizerTests
     }
 
     [Fact]
-    public void CountTableCountsAsADictionaryDoes()
+    public void CountTableCountsAsADictionaryDoesByCharsAndByUtf8Bytes()
     {
-        var table = new CountTable();
+        // The map side's combiner counts char keys, a summing reduce UTF-8 bytes: one table, both ways.
+        var table = new CountTable<char>();
+        var bytes = new CountTable<byte>();
         var reference = new Dictionary<string, long>(StringComparer.Ordinal);
         void Add(string key, long amount)
         {
             table.GetOrAdd(key, out var added) += amount;
             Assert.Equal(!reference.ContainsKey(key), added);
+            bytes.GetOrAdd(System.Text.Encoding.UTF8.GetBytes(key), out var addedBytes) += amount;
+            Assert.Equal(added, addedBytes);
             reference[key] = reference.GetValueOrDefault(key) + amount;
         }
-        // Keys that share first and last four chars, differ only in the middle or the length, empty, long, and non-ASCII.
+        // Keys that share their first and last four chars (eight bytes), differ only in the middle or the
+        // length, empty, of every length up to past sixteen bytes, long, and non-ASCII.
         Add("", 1);
         Add("", 2);
         foreach (var middle in new[] { "", "x", "xy", "yx", "xyz", "ü", new string('m', 1000) })
         {
             Add($"abcd{middle}wxyz", 1);
             Add($"abcd{middle}wxyz", 5);
+            Add($"abcdefgh{middle}stuvwxyz", 2);
+        }
+        for (var length = 1; length <= 20; length++)
+        {
+            Add(new string('a', length), length);
+            Add(new string('a', length - 1) + "b", length);
+            Add("b" + new string('a', length - 1), length);
         }
         foreach (var book in Directory.GetFiles(RepoPaths.Gutenberg, "*.txt"))
         {
@@ -108,11 +120,20 @@ public sealed partial class TokenizerTests
             Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture), i);
         }
         Assert.Equal(reference.Count, table.Count);
+        Assert.Equal(reference.Count, bytes.Count);
         var seen = 0;
         var cursor = 0;
         while (table.Next(ref cursor, out var key, out var total))
         {
             Assert.Equal(reference[key.ToString()], total);
+            seen++;
+        }
+        Assert.Equal(reference.Count, seen);
+        seen = 0;
+        cursor = 0;
+        while (bytes.Next(ref cursor, out var key, out var total))
+        {
+            Assert.Equal(reference[System.Text.Encoding.UTF8.GetString(key)], total);
             seen++;
         }
         Assert.Equal(reference.Count, seen);
@@ -125,28 +146,28 @@ public sealed partial class TokenizerTests
     [Fact]
     public void APooledCountTableComesBackEmptyAndAGrownOneIsNotKept()
     {
-        var small = CountTable.Rent();
+        var small = CountTable<char>.Rent();
         small.GetOrAdd("river", out _) += 3;
-        CountTable.Return(small);
+        CountTable<char>.Return(small);
         // Whichever table comes next (another test may have returned one), it holds nothing.
-        var next = CountTable.Rent();
+        var next = CountTable<char>.Rent();
         Assert.Equal(0, next.Count);
         var cursor = 0;
         Assert.False(next.Next(ref cursor, out _, out _));
         next.GetOrAdd("river", out var added) += 1;
         Assert.True(added);
-        CountTable.Return(next);
+        CountTable<char>.Return(next);
 
-        var grown = CountTable.Rent();
+        var grown = CountTable<char>.Rent();
         for (var i = 0; i < 200_000; i++)
         {
             grown.GetOrAdd(i.ToString(System.Globalization.CultureInfo.InvariantCulture), out _)++;
         }
-        CountTable.Return(grown);
+        CountTable<char>.Return(grown);
         // A table grown past the pooled size (a task of many distinct keys) is left to the GC.
         for (var i = 0; i < 16; i++)
         {
-            Assert.NotSame(grown, CountTable.Rent());
+            Assert.NotSame(grown, CountTable<char>.Rent());
         }
     }
 
@@ -159,10 +180,10 @@ public sealed partial class TokenizerTests
         collector.EmitCount("word", 1);
         collector.Dispose();
         collector.Dispose();
-        var tables = new HashSet<CountTable>(ReferenceEqualityComparer.Instance);
+        var tables = new HashSet<CountTable<char>>(ReferenceEqualityComparer.Instance);
         for (var i = 0; i < 16; i++)
         {
-            Assert.True(tables.Add(CountTable.Rent()));
+            Assert.True(tables.Add(CountTable<char>.Rent()));
         }
     }
 

@@ -5,34 +5,38 @@ using System.Runtime.InteropServices;
 namespace Queue.Worker.Execution;
 
 /// <summary>
-/// Running totals by key for a summing combiner's map side (as Spark's AppendOnlyMap is for its
-/// combiners): open addressing, each slot holding the key's first and last four chars, its length
-/// and its total, the keys' chars in one arena. A lookup is one hash of two machine words and,
-/// mostly, one slot read, with no call through a comparer and no string per key; the profile
-/// showed <c>Dictionary</c>'s span lookup at about half of wordcount's map.
+/// Running totals by key for a summing combiner (as Spark's AppendOnlyMap is for its combiners): the
+/// map side's keys are chars, a summing reduce's UTF-8 bytes. Open addressing, each slot holding the
+/// key's first and last eight bytes, its length and its total, the keys in one arena. A lookup is one
+/// hash of two machine words and, mostly, one slot read, with no call through a comparer and no string
+/// per key; the profile showed <c>Dictionary</c>'s span lookup at about half of wordcount's map.
 /// </summary>
-public sealed class CountTable
+public sealed class CountTable<T>
+    where T : unmanaged, IEquatable<T>
 {
     private const int InitialSlots = 1 << 14;
     // Tables kept for the next task: one per busy slot is enough, and a table grown past these sizes
     // (a task with millions of distinct keys) is left to the GC rather than held by an idle worker.
     private const int MaxPooled = 8;
     private const int MaxPooledSlots = 1 << 17;
-    private const int MaxPooledArenaChars = 1 << 19;
-    private static readonly System.Collections.Concurrent.ConcurrentBag<CountTable> Pool = [];
+    private const int MaxPooledArenaElements = 1 << 19;
+    private static readonly System.Collections.Concurrent.ConcurrentBag<CountTable<T>> Pool = [];
     private Slot[] slots = new Slot[InitialSlots];
-    private char[] arena = new char[1 << 16];
+    private T[] arena = new T[1 << 16];
     private int arenaUsed;
     private int mask = InitialSlots - 1;
 
     public int Count { get; private set; }
 
-    /// <summary>Memory held for the keys so far: slots at the table's load factor and their chars.</summary>
-    public static int CostOf(int keyLength) => (2 * Unsafe.SizeOf<Slot>()) + (2 * keyLength);
+    /// <summary>Memory held for a key: slots at the table's load factor and the key itself.</summary>
+    public static int CostOf(int keyLength) => (2 * Unsafe.SizeOf<Slot>()) + (Unsafe.SizeOf<T>() * keyLength);
+
+    /// <summary>Keys of at most this many elements are told apart by their first and last eight bytes and their length alone.</summary>
+    private static int Whole => 16 / Unsafe.SizeOf<T>();
 
     /// <summary>The key's running total, added at 0 when new (<paramref name="added"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public ref long GetOrAdd(ReadOnlySpan<char> key, out bool added)
+    public ref long GetOrAdd(ReadOnlySpan<T> key, out bool added)
     {
         Load(key, out var head, out var tail);
         var lengthPlusOne = key.Length + 1;
@@ -46,7 +50,7 @@ public sealed class CountTable
                 return ref Add(ref slot, key, head, tail);
             }
             if (slot.Head == head && slot.Tail == tail && slot.LengthPlusOne == lengthPlusOne
-                && (lengthPlusOne <= 9 || arena.AsSpan(slot.Offset + 4, lengthPlusOne - 9).SequenceEqual(key[4..^4])))
+                && (key.Length <= Whole || arena.AsSpan(slot.Offset + (Whole / 2), key.Length - Whole).SequenceEqual(key[(Whole / 2)..^(Whole / 2)])))
             {
                 added = false;
                 return ref slot.Total;
@@ -57,7 +61,7 @@ public sealed class CountTable
 
     /// <summary>Walks the entries in no particular order: start with <paramref name="cursor"/> 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public bool Next(ref int cursor, out ReadOnlySpan<char> key, out long total)
+    public bool Next(ref int cursor, out ReadOnlySpan<T> key, out long total)
     {
         while (cursor < slots.Length)
         {
@@ -74,16 +78,35 @@ public sealed class CountTable
         return false;
     }
 
+    /// <summary>Every key so far, back to back, where <see cref="NextEntry"/>'s offsets point.</summary>
+    public ReadOnlySpan<T> Keys => arena.AsSpan(0, arenaUsed);
+
+    /// <summary>Walks the entries as <see cref="Next"/> does, each key as its place in <see cref="Keys"/>.</summary>
+    public bool NextEntry(ref int cursor, out int offset, out int length, out long total)
+    {
+        while (cursor < slots.Length)
+        {
+            ref var slot = ref slots[cursor++];
+            if (slot.LengthPlusOne != 0)
+            {
+                (offset, length, total) = (slot.Offset, slot.LengthPlusOne - 1, slot.Total);
+                return true;
+            }
+        }
+        (offset, length, total) = (0, 0, 0);
+        return false;
+    }
+
     /// <summary>
     /// An empty table, reused from an earlier task when one is free: a new one is 2-3 MB of fresh
     /// large-object memory by the time it has grown, allocated, zeroed and rehashed per map task.
     /// </summary>
-    public static CountTable Rent() => Pool.TryTake(out var table) ? table : new CountTable();
+    public static CountTable<T> Rent() => Pool.TryTake(out var table) ? table : new CountTable<T>();
 
     /// <summary>Gives the table back for another task; the caller must not use it again.</summary>
-    public static void Return(CountTable table)
+    public static void Return(CountTable<T> table)
     {
-        if (table.slots.Length <= MaxPooledSlots && table.arena.Length <= MaxPooledArenaChars && Pool.Count < MaxPooled)
+        if (table.slots.Length <= MaxPooledSlots && table.arena.Length <= MaxPooledArenaElements && Pool.Count < MaxPooled)
         {
             table.Clear();
             Pool.Add(table);
@@ -103,7 +126,7 @@ public sealed class CountTable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private ref long Add(ref Slot slot, ReadOnlySpan<char> key, ulong head, ulong tail)
+    private ref long Add(ref Slot slot, ReadOnlySpan<T> key, ulong head, ulong tail)
     {
         if (arena.Length - arenaUsed < key.Length)
         {
@@ -142,36 +165,39 @@ public sealed class CountTable
         }
     }
 
-    /// <summary>The first and the last four chars (overlapping when shorter than eight; zero-padded under four).</summary>
+    /// <summary>The key's first and last eight bytes (overlapping when shorter than sixteen; packed below eight).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Load(ReadOnlySpan<char> key, out ulong head, out ulong tail)
+    private static void Load(ReadOnlySpan<T> key, out ulong head, out ulong tail)
     {
-        ref var bytes = ref Unsafe.As<char, byte>(ref MemoryMarshal.GetReference(key));
-        var length = key.Length;
-        if (length >= 4)
+        ref var bytes = ref Unsafe.As<T, byte>(ref MemoryMarshal.GetReference(key));
+        var length = key.Length * Unsafe.SizeOf<T>();
+        tail = 0;
+        if (length >= 8)
         {
             head = Unsafe.ReadUnaligned<ulong>(ref bytes);
-            tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref bytes, (length - 4) * 2));
+            tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref bytes, length - 8));
+        }
+        else if (length >= 4)
+        {
+            head = Unsafe.ReadUnaligned<uint>(ref bytes) | ((ulong)Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref bytes, length - 4)) << 32);
         }
         else if (length >= 2)
         {
-            head = Unsafe.ReadUnaligned<uint>(ref bytes) | ((ulong)Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref bytes, (length - 2) * 2)) << 32);
-            tail = 0;
+            head = Unsafe.ReadUnaligned<ushort>(ref bytes) | ((ulong)Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref bytes, length - 2)) << 16);
         }
         else
         {
-            head = length == 1 ? Unsafe.ReadUnaligned<ushort>(ref bytes) : 0UL;
-            tail = 0;
+            head = length == 1 ? bytes : 0UL;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Hash(ulong head, ulong tail, ReadOnlySpan<char> key)
+    private static ulong Hash(ulong head, ulong tail, ReadOnlySpan<T> key)
     {
         var h = (head * 0x9E3779B97F4A7C15UL) ^ BitOperations.RotateLeft(tail * 0xC2B2AE3D27D4EB4FUL, 31) ^ (ulong)key.Length;
-        if (key.Length > 8)
+        if (key.Length > Whole)
         {
-            h = HashMiddle(h, key[4..^4]);
+            h = HashMiddle(h, key[(Whole / 2)..^(Whole / 2)]);
         }
         h ^= h >> 29;
         h *= 0xBF58476D1CE4E5B9UL;
@@ -179,11 +205,12 @@ public sealed class CountTable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static ulong HashMiddle(ulong h, ReadOnlySpan<char> middle)
+    private static ulong HashMiddle(ulong h, ReadOnlySpan<T> middle)
     {
         foreach (var c in middle)
         {
-            h = (h ^ c) * 0x100000001B3UL;
+            // One of the two branches is compiled for each T.
+            h = (h ^ (typeof(T) == typeof(char) ? Unsafe.BitCast<T, char>(c) : (ulong)Unsafe.BitCast<T, byte>(c))) * 0x100000001B3UL;
         }
         return h;
     }

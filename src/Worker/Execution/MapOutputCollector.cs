@@ -26,7 +26,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     private readonly List<SpillRun> spills = [];
     private readonly int budget;
     private readonly Dictionary<string, List<string>>? pending;
-    private CountTable? sums;
+    private CountTable<char>? sums;
     private readonly HashSet<string> interned = new(StringComparer.Ordinal);
     private long pendingBytes;
     private string lastValue = "";
@@ -46,7 +46,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         meta = ArrayPool<Meta>.Shared.Rent(4096);
         if (app.HasCombiner && app.CombinesBySum)
         {
-            sums = CountTable.Rent();
+            sums = CountTable<char>.Rent();
         }
         else if (app.HasCombiner)
         {
@@ -138,7 +138,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         sums!.GetOrAdd(key, out var added) += amount;
         if (added)
         {
-            pendingBytes += CountTable.CostOf(key.Length);
+            pendingBytes += CountTable<char>.CostOf(key.Length);
             if (pendingBytes > budget / 2)
             {
                 FlushPending();
@@ -271,7 +271,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     {
         if (sums is not null)
         {
-            CountTable.Return(sums);
+            CountTable<char>.Return(sums);
             sums = null;
         }
         foreach (var spill in spills)

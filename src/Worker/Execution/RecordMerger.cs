@@ -273,18 +273,14 @@ public sealed class RecordGroups : IDisposable
     }
 }
 
-/// <summary>Sorted runs on local disk: a batch of sorted sources merged into one file, read back as one source.</summary>
+/// <summary>Sorted runs on local disk: records written to a new file in the attempt's folder, read back as one source.</summary>
 public static class RecordRuns
 {
     /// <summary>Merges <paramref name="batch"/> (disposing it) into a new file in <paramref name="folder"/>, deleted when the returned source is.</summary>
-    public static IRecordSource Merge(List<IRecordSource> batch, string folder, CancellationToken cancellationToken)
-    {
-        Directory.CreateDirectory(folder);
-        var path = Path.Combine(folder, $"run-{Guid.NewGuid():N}");
-        using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-        using (var writer = new RecordWriter(file))
-        using (var merger = new RecordMerger(batch))
+    public static IRecordSource Merge(List<IRecordSource> batch, string folder, CancellationToken cancellationToken) =>
+        Write(folder, writer =>
         {
+            using var merger = new RecordMerger(batch);
             while (merger.MoveNext())
             {
                 writer.Write(merger.Key, merger.Value);
@@ -293,6 +289,17 @@ public static class RecordRuns
                     cancellationToken.ThrowIfCancellationRequested();
                 }
             }
+        });
+
+    /// <summary>A new file in <paramref name="folder"/> holding what <paramref name="write"/> writes (in key order), deleted when the returned source is.</summary>
+    public static IRecordSource Write(string folder, Action<RecordWriter> write)
+    {
+        Directory.CreateDirectory(folder);
+        var path = Path.Combine(folder, $"run-{Guid.NewGuid():N}");
+        using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+        using (var writer = new RecordWriter(file))
+        {
+            write(writer);
             writer.Flush();
         }
         return new RecordReader(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.DeleteOnClose | FileOptions.SequentialScan));

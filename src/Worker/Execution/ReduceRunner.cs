@@ -35,45 +35,71 @@ public sealed class ReduceRunner(IBlobStore blobs, IAppCatalog apps, ShuffleFetc
         var (inputs, inputBytes) = await shuffle.FetchAsync(source, manifest, task.Index, task.ReduceTasks, Path.Combine(folder, "merge"), cancellationToken);
         fetch?.SetTag("queue.bytes", inputBytes);
         fetch?.Dispose();
-        // The merger owns the inputs from here: whatever fails below, disposing it closes them all.
-        using var merged = new RecordGroups(new RecordMerger(inputs));
         using var reduce = QueueTracing.Worker.StartActivity("reduce: merge and reduce");
-        await using var output = await blobs.OpenWriteAsync(storage.OutputContainer, TaskNames.OutputPart(task.JobId, task.Index), cancellationToken);
-        long groups, records, outputBytes, outputRecords;
+        long groups, records, outputBytes, outputRecords, spilled = 0;
         Dictionary<string, long>? user = null;
+        BlobWriter output;
+        try
+        {
+            output = await blobs.OpenWriteAsync(storage.OutputContainer, TaskNames.OutputPart(task.JobId, task.Index), cancellationToken);
+        }
+        catch
+        {
+            foreach (var input in inputs)
+            {
+                input.Dispose();
+            }
+            throw;
+        }
+        await using (output)
         {
             if (app.ReducesBySum)
             {
-                (groups, outputBytes) = SumGroups(merged, output, cancellationToken);
+                // By hash, not merged: it owns the inputs from here and disposes them.
+                (groups, records, outputBytes, spilled) = SumAggregator.Run(inputs, options.SortBufferBytes, options.MergeFactor, Path.Combine(folder, "sum"), output, cancellationToken);
                 outputRecords = groups;
-            }
-            else if (app.ReducesByIdentity || (streaming && task.Reducer is null))
-            {
-                // Records as they came, as bytes: the app's value carries its separator; streaming's identity adds a tab.
-                (groups, outputRecords, outputBytes) = IdentityGroups(merged, output, app.ReducesByIdentity ? null : (byte)'\t', cancellationToken);
             }
             else
             {
-                using var text = new StreamWriter(output, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
-                if (streaming)
-                {
-                    (groups, outputRecords, outputBytes, user) = await ReduceWithScriptAsync(task, merged, text, Path.Combine(folder, "reducer"), onStatus, cancellationToken);
-                }
-                else
-                {
-                    (groups, outputBytes) = ReduceGroups(app, merged, text, cancellationToken);
-                    outputRecords = groups;
-                }
+                // The merger owns the inputs from here: whatever fails below, disposing it closes them all.
+                using var merged = new RecordGroups(new RecordMerger(inputs));
+                (groups, records, outputRecords, outputBytes, user) = await ReduceMergedAsync(task, app, streaming, merged, output, folder, onStatus, cancellationToken);
             }
-            records = merged.Records;
+            reduce?.Dispose();
+            // The first committed attempt wins; a later one finds the part there and reports the same result.
+            using (QueueTracing.Worker.StartActivity("reduce: commit"))
+            {
+                await output.CommitAsync(overwrite: false, cancellationToken);
+            }
         }
-        reduce?.Dispose();
-        // The first committed attempt wins; a later one finds the part there and reports the same result.
-        using (QueueTracing.Worker.StartActivity("reduce: commit"))
+        return new TaskResult(new TaskCounters { InputBytes = inputBytes, InputRecords = records, InputGroups = groups, OutputRecords = outputRecords, OutputBytes = outputBytes, SpilledRecords = spilled, User = user });
+    }
+
+    /// <summary>A reduce over the merged records: the identity, the app's reduce per key, or a reducer script.</summary>
+    private async Task<(long Groups, long Records, long OutputRecords, long OutputBytes, Dictionary<string, long>? User)> ReduceMergedAsync(
+        TaskMessage task, IMapReduceApp app, bool streaming, RecordGroups merged, Stream output, string folder, Action<string>? onStatus, CancellationToken cancellationToken)
+    {
+        long groups, outputBytes, outputRecords;
+        Dictionary<string, long>? user = null;
+        if (app.ReducesByIdentity || (streaming && task.Reducer is null))
         {
-            await output.CommitAsync(overwrite: false, cancellationToken);
+            // Records as they came, as bytes: the app's value carries its separator; streaming's identity adds a tab.
+            (groups, outputRecords, outputBytes) = IdentityGroups(merged, output, app.ReducesByIdentity ? null : (byte)'\t', cancellationToken);
         }
-        return new TaskResult(new TaskCounters { InputBytes = inputBytes, InputRecords = records, InputGroups = groups, OutputRecords = outputRecords, OutputBytes = outputBytes, User = user });
+        else
+        {
+            using var text = new StreamWriter(output, new UTF8Encoding(false), 1 << 16, leaveOpen: true);
+            if (streaming)
+            {
+                (groups, outputRecords, outputBytes, user) = await ReduceWithScriptAsync(task, merged, text, Path.Combine(folder, "reducer"), onStatus, cancellationToken);
+            }
+            else
+            {
+                (groups, outputBytes) = ReduceGroups(app, merged, text, cancellationToken);
+                outputRecords = groups;
+            }
+        }
+        return (groups, merged.Records, outputRecords, outputBytes, user);
     }
 
     /// <summary>Calls the app's reduce once per key and writes <c>key&lt;TAB&gt;value</c> lines.</summary>
@@ -110,20 +136,9 @@ public sealed class ReduceRunner(IBlobStore blobs, IAppCatalog apps, ShuffleFetc
             long sum = 0;
             while (merged.NextValue(out var value))
             {
-                if (!Utf8Parser.TryParse(value, out long amount, out var consumed) || consumed != value.Length)
-                {
-                    throw new FormatException($"The app reduces by sum, but a value is not an integer: '{Encoding.UTF8.GetString(value)}'.");
-                }
-                sum += amount;
+                sum += SumAggregator.Amount(value);
             }
-            var key = merged.Key;
-            // Key, tab, at most 20 digits and a sign, newline.
-            var line = lines.Reserve(key.Length + 23);
-            key.CopyTo(line);
-            line[key.Length] = (byte)'\t';
-            sum.TryFormat(line[(key.Length + 1)..], out var digits, default, CultureInfo.InvariantCulture);
-            line[key.Length + 1 + digits] = (byte)'\n';
-            lines.Advance(key.Length + digits + 2);
+            lines.WriteSum(merged.Key, sum);
             if ((++groups & 0xFFF) == 0)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -163,46 +178,6 @@ public sealed class ReduceRunner(IBlobStore blobs, IAppCatalog apps, ShuffleFetc
         }
         lines.Flush();
         return (groups, records, lines.Bytes);
-    }
-
-    /// <summary>Output lines assembled in a pooled buffer and written to the part in large pieces.</summary>
-    private sealed class LineWriter(Stream output) : IDisposable
-    {
-        private byte[] buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
-        private int used;
-
-        public long Bytes { get; private set; }
-
-        /// <summary>Room for a line of at most <paramref name="need"/> bytes; <see cref="Advance"/> by what was written.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Span<byte> Reserve(int need)
-        {
-            if (buffer.Length - used < need)
-            {
-                Flush();
-                if (buffer.Length < need)
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
-                    buffer = ArrayPool<byte>.Shared.Rent(need);
-                }
-            }
-            return buffer.AsSpan(used);
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Advance(int written)
-        {
-            used += written;
-            Bytes += written;
-        }
-
-        public void Flush()
-        {
-            output.Write(buffer, 0, used);
-            used = 0;
-        }
-
-        public void Dispose() => ArrayPool<byte>.Shared.Return(buffer);
     }
 
     /// <summary>
