@@ -17,6 +17,8 @@ public static class CoordinatorHostingExtensions
         builder.Services.AddSingleton<TaskDispatcher>();
         builder.Services.AddSingleton<FairAdmission>();
         builder.Services.AddSingleton<JobFinisher>();
+        builder.Services.AddSingleton<IntermediateCleanup>();
+        builder.Services.AddHostedService<IntermediateCleanupService>();
         builder.Services.AddSingleton<JobPlanner>();
         builder.Services.AddSingleton<TaskEventHandler>();
         builder.Services.AddSingleton<BackupTasks>();

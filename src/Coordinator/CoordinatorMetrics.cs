@@ -15,7 +15,7 @@ public sealed class CoordinatorMetrics
     private volatile IReadOnlyDictionary<JobState, int> jobCounts = new Dictionary<JobState, int>();
     private volatile IReadOnlyList<QueueDepth> depths = [];
 
-    public CoordinatorMetrics(IMeterFactory factory, LeadershipState leadership, IOptions<CoordinatorOptions> options)
+    public CoordinatorMetrics(IMeterFactory factory, LeadershipState leadership, IntermediateCleanup cleanup, IOptions<CoordinatorOptions> options)
     {
         var meter = factory.Create(MeterName);
         var candidate = new KeyValuePair<string, object?>("candidate", options.Value.CandidateId);
@@ -25,6 +25,7 @@ public sealed class CoordinatorMetrics
         jobDuration = meter.CreateHistogram<double>("queue.job.duration", "s", "Job run time from submission to its end, by final state.");
         meter.CreateObservableGauge("queue.jobs", ObserveJobs, "{job}", "Jobs by state (reported by the leader).");
         meter.CreateObservableGauge("queue.queue.depth", ObserveDepths, "{message}", "Messages per queue: active, leased, dead_lettered (reported by the leader).");
+        meter.CreateObservableGauge("queue.cleanup.pending", () => cleanup.Pending, "{job}", "Ended jobs whose intermediates this coordinator has yet to delete.");
     }
 
     public void BecameLeader() => leadershipChanges.Add(1);

@@ -18,6 +18,10 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>Deletes of an ended job's intermediates in flight at once (each a request on Azure Blob). Default 8.</summary>
+    [Range(1, 256)]
+    public int CleanupParallelism { get; set; } = 8;
+
     /// <summary>How often the leader looks for dead-lettered tasks. Default 1 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
     public TimeSpan DeadLetterInterval { get; set; } = TimeSpan.FromSeconds(1);

@@ -32,6 +32,8 @@ public sealed class MetricsTests(EmbeddedEngineFixture engine) : IClassFixture<E
         }
         Assert.NotEmpty(await prometheus.QueryAsync("queue_task_duration_seconds_bucket{phase=\"map\",le=\"+Inf\"}"));
         Assert.NotEmpty(await prometheus.QueryAsync("queue_coordinator_leader == 1"));
+        // The job's intermediates were handed to the cleanup, which reports what it has yet to delete.
+        Assert.NotEmpty(await prometheus.QueryAsync("queue_cleanup_pending"));
         Assert.NotEmpty(await prometheus.QueryAsync("http_server_request_duration_seconds_count{http_route=\"/jobs\"}"));
     }
 

@@ -6,9 +6,9 @@ using Queue.Contracts.Ports;
 
 namespace Queue.Coordinator.Scheduling;
 
-/// <summary>The end of a job: its final state (fenced, with the active index entry removed), then the cleanup of its intermediates.</summary>
+/// <summary>The end of a job: its final state (fenced, with the active index entry removed), then its intermediates handed to <see cref="IntermediateCleanup"/>.</summary>
 public sealed class JobFinisher(
-    IBlobStore blobs,
+    IntermediateCleanup cleanup,
     IOptions<StorageOptions> storage,
     CoordinatorMetrics metrics,
     TimeProvider time,
@@ -63,14 +63,8 @@ public sealed class JobFinisher(
         // A succeeded map-only job keeps its intermediates for the reduce-only job that follows.
         if (storage.DeleteIntermediates && !(run.Spec.MapOnly && state == JobState.Succeeded))
         {
-            try
-            {
-                await blobs.DeletePrefixAsync(storage.IntermediateContainer, id + "/", cancellationToken);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or HttpRequestException)
-            {
-                Log.CleanupFailed(logger, id, e.Message);
-            }
+            // Off the leader's loop: thousands of deletes must not hold the other jobs' events.
+            cleanup.Enqueue(id);
         }
     }
 }
