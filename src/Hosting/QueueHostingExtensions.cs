@@ -136,7 +136,8 @@ public static class QueueHostingExtensions
         });
         builder.Services.AddQueueAuth(builder.Configuration);
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
-            .AddMeter("Queue.*", "Microsoft.AspNetCore.Hosting")
+            // System.Runtime: the runtime's own meter (GC heap and pauses, working set, thread pool), built in since .NET 9.
+            .AddMeter("Queue.*", "Microsoft.AspNetCore.Hosting", "System.Runtime")
             // Second-based histograms need second-sized buckets (the SDK's defaults suit milliseconds).
             .AddView(instrument => instrument.Unit == "s"
                 ? new ExplicitBucketHistogramConfiguration { Boundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600] }

@@ -158,6 +158,41 @@ public sealed class RecordTests
         Assert.True(!Directory.Exists(folder) || Directory.GetFiles(folder).Length == 0);
     }
 
+    /// <summary>
+    /// Arrays of a MiB and more (sort buffers, segments) are kept a few per size, with no copy per thread:
+    /// returning many from many threads leaves at most that many to come back, the rest to the GC.
+    /// </summary>
+    [Fact]
+    public async Task LargeArraysAreKeptAFewPerSizeWhateverTheThreadsThatReturnThem()
+    {
+        const int length = 3 << 20; // a 4 MiB bucket no other test uses
+        var kept = Math.Max(2, Environment.ProcessorCount);
+        var arrays = new List<byte[]>();
+        for (var i = 0; i < kept + 6; i++)
+        {
+            arrays.Add(PooledArrays<byte>.Rent(length));
+        }
+        Assert.All(arrays, a => Assert.True(a.Length >= length));
+        // Returned from as many threads, as a worker's thread pool does.
+        await Task.WhenAll(arrays.Select(a => Task.Run(() => PooledArrays<byte>.Return(a))));
+        var again = new List<byte[]>();
+        for (var i = 0; i < kept + 6; i++)
+        {
+            again.Add(PooledArrays<byte>.Rent(length));
+        }
+        // A rent the pool cannot serve from its size may take the next larger sizes: the bound is per size.
+        var reused = again.Where(a => arrays.Any(b => ReferenceEquals(a, b))).GroupBy(a => a.Length).ToList();
+        Assert.NotEmpty(reused);
+        Assert.All(reused, size => Assert.True(size.Count() <= kept, $"{size.Count()} arrays of {size.Key} bytes came back; the pool should keep at most {kept} of a size."));
+        Assert.True(reused.Sum(size => size.Count()) < arrays.Count, "Every array came back: the pool kept them all.");
+        foreach (var a in again)
+        {
+            PooledArrays<byte>.Return(a);
+        }
+        // An array that came from no pool (not a power of two) is left alone rather than refused.
+        PooledArrays<byte>.Return(new byte[(3 << 20) + 1]);
+    }
+
     [Fact]
     public void MergeOfSortedRunsIsSortedAndGroupsEveryValueOfAKey()
     {

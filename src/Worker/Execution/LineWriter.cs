@@ -7,7 +7,7 @@ namespace Queue.Worker.Execution;
 /// <summary>Output lines assembled in a pooled buffer and written to the part in large pieces.</summary>
 internal sealed class LineWriter(Stream output) : IDisposable
 {
-    private byte[] buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+    private byte[] buffer = PooledArrays<byte>.Rent(1 << 16);
     private int used;
 
     public long Bytes { get; private set; }
@@ -21,8 +21,8 @@ internal sealed class LineWriter(Stream output) : IDisposable
             Flush();
             if (buffer.Length < need)
             {
-                ArrayPool<byte>.Shared.Return(buffer);
-                buffer = ArrayPool<byte>.Shared.Rent(need);
+                PooledArrays<byte>.Return(buffer);
+                buffer = PooledArrays<byte>.Rent(need);
             }
         }
         return buffer.AsSpan(used);
@@ -54,5 +54,5 @@ internal sealed class LineWriter(Stream output) : IDisposable
         used = 0;
     }
 
-    public void Dispose() => ArrayPool<byte>.Shared.Return(buffer);
+    public void Dispose() => PooledArrays<byte>.Return(buffer);
 }

@@ -42,8 +42,8 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         this.app = app;
         this.spillFolder = spillFolder;
         budget = bufferBytes;
-        data = ArrayPool<byte>.Shared.Rent(bufferBytes);
-        meta = ArrayPool<Meta>.Shared.Rent(4096);
+        data = PooledArrays<byte>.Rent(bufferBytes);
+        meta = PooledArrays<Meta>.Rent(4096);
         if (app.HasCombiner && app.CombinesBySum)
         {
             sums = CountTable<char>.Rent();
@@ -221,15 +221,15 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
             if (data.Length < max)
             {
                 // One record larger than the whole buffer: give it room of its own.
-                ArrayPool<byte>.Shared.Return(data);
-                data = ArrayPool<byte>.Shared.Rent(max);
+                PooledArrays<byte>.Return(data);
+                data = PooledArrays<byte>.Rent(max);
             }
         }
         if (count == meta.Length)
         {
-            var bigger = ArrayPool<Meta>.Shared.Rent(meta.Length * 2);
+            var bigger = PooledArrays<Meta>.Rent(meta.Length * 2);
             meta.AsSpan(0, count).CopyTo(bigger);
-            ArrayPool<Meta>.Shared.Return(meta);
+            PooledArrays<Meta>.Return(meta);
             meta = bigger;
         }
         var span = data.AsSpan(used);
@@ -281,8 +281,8 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         spills.Clear();
         if (data.Length > 0)
         {
-            ArrayPool<byte>.Shared.Return(data);
-            ArrayPool<Meta>.Shared.Return(meta);
+            PooledArrays<byte>.Return(data);
+            PooledArrays<Meta>.Return(meta);
             data = [];
             meta = [];
         }

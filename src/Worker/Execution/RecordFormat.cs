@@ -19,7 +19,7 @@ public interface IRecordSource : IDisposable
 /// <summary>Writes records to a stream through a pooled buffer.</summary>
 public sealed class RecordWriter(Stream stream) : IDisposable
 {
-    private byte[] buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+    private byte[] buffer = PooledArrays<byte>.Rent(1 << 16);
     private int used;
 
     public long Records { get; private set; }
@@ -35,8 +35,8 @@ public sealed class RecordWriter(Stream stream) : IDisposable
             Flush();
             if (buffer.Length < need)
             {
-                ArrayPool<byte>.Shared.Return(buffer);
-                buffer = ArrayPool<byte>.Shared.Rent(need);
+                PooledArrays<byte>.Return(buffer);
+                buffer = PooledArrays<byte>.Rent(need);
             }
         }
         var span = buffer.AsSpan(used);
@@ -64,7 +64,7 @@ public sealed class RecordWriter(Stream stream) : IDisposable
     {
         if (buffer.Length > 0)
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            PooledArrays<byte>.Return(buffer);
             buffer = [];
         }
     }
@@ -103,7 +103,7 @@ public sealed class RecordReader : IRecordSource
     public RecordReader(Stream stream)
     {
         this.stream = stream;
-        buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+        buffer = PooledArrays<byte>.Rent(1 << 16);
     }
 
     /// <summary>Records already in memory (a fetched map output segment): read in place; the array, rented from the shared pool, goes back to it on dispose.</summary>
@@ -173,7 +173,7 @@ public sealed class RecordReader : IRecordSource
         stream.Dispose();
         if (buffer.Length > 0 && rented)
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            PooledArrays<byte>.Return(buffer);
         }
         buffer = [];
     }
@@ -198,9 +198,9 @@ public sealed class RecordReader : IRecordSource
         }
         if (buffer.Length < count)
         {
-            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(count, buffer.Length * 2));
+            var bigger = PooledArrays<byte>.Rent(Math.Max(count, buffer.Length * 2));
             Buffer.BlockCopy(buffer, 0, bigger, 0, end);
-            ArrayPool<byte>.Shared.Return(buffer);
+            PooledArrays<byte>.Return(buffer);
             buffer = bigger;
         }
         while (end < count)

@@ -69,7 +69,7 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
             }
             if (length <= perSegmentLimit && Interlocked.Add(ref inMemory, length) <= options.ShuffleMemoryBytes)
             {
-                var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Max(length, 16));
+                var buffer = PooledArrays<byte>.Rent((int)Math.Max(length, 16));
                 try
                 {
                     await using var stream = await blobs.OpenReadAsync(container, name, index.Offset(partition), length, ct);
@@ -77,7 +77,7 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                 }
                 catch
                 {
-                    ArrayPool<byte>.Shared.Return(buffer);
+                    PooledArrays<byte>.Return(buffer);
                     throw;
                 }
                 segments[m] = new Segment(name, 0, length, buffer, Shared: false);
@@ -128,7 +128,7 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
             {
                 if (segment is { Data: { } data, Shared: false })
                 {
-                    ArrayPool<byte>.Shared.Return(data);
+                    PooledArrays<byte>.Return(data);
                 }
             }
             throw;

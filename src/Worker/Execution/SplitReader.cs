@@ -27,8 +27,8 @@ public sealed class SplitReader : IDisposable
     {
         this.stream = stream;
         end = offset + length;
-        bytes = ArrayPool<byte>.Shared.Rent(chunkBytes);
-        chars = ArrayPool<char>.Shared.Rent(chunkBytes);
+        bytes = PooledArrays<byte>.Rent(chunkBytes);
+        chars = PooledArrays<char>.Rent(chunkBytes);
         position = Math.Max(0, offset - 1);
         if (offset > 0)
         {
@@ -98,8 +98,8 @@ public sealed class SplitReader : IDisposable
             Lines += chunk[^1] == (byte)'\n' ? lines : lines + 1;
             if (chars.Length < take)
             {
-                ArrayPool<char>.Shared.Return(chars);
-                chars = ArrayPool<char>.Shared.Rent(take);
+                PooledArrays<char>.Return(chars);
+                chars = PooledArrays<char>.Rent(take);
             }
             var decoded = Encoding.UTF8.GetChars(chunk, chars);
             start += take;
@@ -120,8 +120,8 @@ public sealed class SplitReader : IDisposable
         stream.Dispose();
         if (bytes.Length > 0)
         {
-            ArrayPool<byte>.Shared.Return(bytes);
-            ArrayPool<char>.Shared.Return(chars);
+            PooledArrays<byte>.Return(bytes);
+            PooledArrays<char>.Return(chars);
             bytes = [];
             chars = [];
         }
@@ -165,9 +165,9 @@ public sealed class SplitReader : IDisposable
         }
         if (filled == bytes.Length)
         {
-            var bigger = ArrayPool<byte>.Shared.Rent(bytes.Length * 2);
+            var bigger = PooledArrays<byte>.Rent(bytes.Length * 2);
             Buffer.BlockCopy(bytes, 0, bigger, 0, filled);
-            ArrayPool<byte>.Shared.Return(bytes);
+            PooledArrays<byte>.Return(bytes);
             bytes = bigger;
         }
         while (!eof && filled < bytes.Length)

@@ -120,7 +120,7 @@ public static class SumAggregator
         }
         finally
         {
-            ArrayPool<Entry>.Shared.Return(entries);
+            PooledArrays<Entry>.Return(entries);
         }
     }
 
@@ -145,7 +145,7 @@ public static class SumAggregator
         }
         finally
         {
-            ArrayPool<Entry>.Shared.Return(entries);
+            PooledArrays<Entry>.Return(entries);
         }
     }
 
@@ -154,7 +154,7 @@ public static class SumAggregator
     private static (Entry[] Entries, int Count) Sort(CountTable<byte> table)
     {
         var keys = table.Keys;
-        var entries = ArrayPool<Entry>.Shared.Rent(Math.Max(1, table.Count));
+        var entries = PooledArrays<Entry>.Rent(Math.Max(1, table.Count));
         var count = 0;
         var cursor = 0;
         while (table.NextEntry(ref cursor, out var offset, out var length, out var total))
