@@ -18,6 +18,26 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:10:00")]
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>A finished job keeps its task records (its page's timeline, <c>/jobs/{id}/tasks</c>) this long. Default 1 day.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "3650.00:00:00")]
+    public TimeSpan TaskHistoryRetention { get; set; } = TimeSpan.FromDays(1);
+
+    /// <summary>...and only while it is among the newest this many finished jobs (a 2,000-task job's records are about 2 MB). Default 100.</summary>
+    [Range(0, 10_000_000)]
+    public int MaxTaskHistoryJobs { get; set; } = 100;
+
+    /// <summary>A finished job's spec and status are deleted this long after it ended (Hadoop's job history keeps 7 days). Default 7 days.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "3650.00:00:00")]
+    public TimeSpan FinishedJobRetention { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>...and beyond the newest this many finished jobs (YARN's max-completed-applications). Default 10,000.</summary>
+    [Range(0, 10_000_000)]
+    public int MaxFinishedJobs { get; set; } = 10_000;
+
+    /// <summary>How often the leader applies the retention above. Default 1 min.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "1.00:00:00")]
+    public TimeSpan RetentionInterval { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>Deletes of an ended job's intermediates in flight at once (each a request on Azure Blob). Default 8.</summary>
     [Range(1, 256)]
     public int CleanupParallelism { get; set; } = 8;

@@ -61,6 +61,15 @@ internal static partial class Log
     [LoggerMessage(2034, LogLevel.Warning, "Job {JobId}: task {TaskId} was sent again; its report was lost ({Why})")]
     public static partial void TaskRecovered(ILogger logger, string jobId, string taskId, string why);
 
+    [LoggerMessage(2036, LogLevel.Information, "Job {JobId}: its {Tasks} task records were dropped (task history retention)")]
+    public static partial void TaskHistoryDropped(ILogger logger, string jobId, int tasks);
+
+    [LoggerMessage(2037, LogLevel.Information, "Job {JobId}: forgotten (finished job retention)")]
+    public static partial void JobForgotten(ILogger logger, string jobId);
+
+    [LoggerMessage(2038, LogLevel.Warning, "Job retention pass failed; the next one tries again: {Error}")]
+    public static partial void RetentionFailed(ILogger logger, string error);
+
     [LoggerMessage(2035, LogLevel.Information, "Job {JobId}: {Cuts} cut points chosen from {Keys} sampled keys")]
     public static partial void CutPointsChosen(ILogger logger, string jobId, int cuts, int keys);
 }

@@ -120,6 +120,29 @@ public sealed class JobStore(IKeyValueStore kv)
         return tasks;
     }
 
+    /// <summary>Deletes a job's task records, at most 100 to a transaction; returns how many there were.</summary>
+    public async Task<int> DeleteTasksAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var entries = await kv.ListAsync($"{TasksPrefix}{jobId}/", cancellationToken);
+        for (var start = 0; start < entries.Count; start += 100)
+        {
+            var writes = new List<KvWrite>(Math.Min(100, entries.Count - start));
+            for (var i = start; i < entries.Count && i < start + 100; i++)
+            {
+                writes.Add(KvWrite.Delete(entries[i].Key));
+            }
+            await kv.TransactAsync([], writes, cancellationToken);
+        }
+        return entries.Count;
+    }
+
+    /// <summary>Deletes an ended job's records: its tasks, then its spec, status and cancel marker (the job is unknown after).</summary>
+    public async Task DeleteJobAsync(string jobId, CancellationToken cancellationToken)
+    {
+        await DeleteTasksAsync(jobId, cancellationToken);
+        await kv.TransactAsync([], [KvWrite.Delete(CancelKey(jobId)), KvWrite.Delete(StatusKey(jobId)), KvWrite.Delete(SpecKey(jobId))], cancellationToken);
+    }
+
     /// <summary>Writes a worker's heartbeat; it lapses unless written again within <paramref name="ttl"/>.</summary>
     public Task HeartbeatAsync(WorkerHeartbeat heartbeat, TimeSpan ttl, CancellationToken cancellationToken) =>
         kv.PutLeasedAsync(WorkerKey(heartbeat.Worker), Serialize(heartbeat, QueueJsonContext.Default.WorkerHeartbeat), ttl, cancellationToken);

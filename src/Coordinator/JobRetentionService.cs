@@ -1,0 +1,89 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Queue.Contracts.Jobs;
+
+namespace Queue.Coordinator;
+
+/// <summary>
+/// While this coordinator leads: drops finished jobs' task records past
+/// <see cref="CoordinatorOptions.TaskHistoryRetention"/> or beyond the newest
+/// <see cref="CoordinatorOptions.MaxTaskHistoryJobs"/>, and forgets finished jobs altogether past
+/// <see cref="CoordinatorOptions.FinishedJobRetention"/> or beyond the newest
+/// <see cref="CoordinatorOptions.MaxFinishedJobs"/> (YARN's max-completed-applications, the job history
+/// server's max-age). Without it every job's records stayed for good: etcd's space quota (1 GiB in
+/// deploy/k8s) fills after a few hundred fine-grained jobs, and etcd then refuses every write; the
+/// embedded store's log grew to 638 MB here, and a process opening it held 450 MB. Outputs are the
+/// users' and stay. Finished jobs are written by no one, so a deposed leader's pass does no harm.
+/// </summary>
+public sealed class JobRetentionService(
+    JobStore jobs,
+    LeadershipState leadership,
+    IOptions<CoordinatorOptions> options,
+    TimeProvider time,
+    ILogger<JobRetentionService> logger) : BackgroundService
+{
+    private static readonly TimeSpan FirstPass = TimeSpan.FromSeconds(5);
+
+    // Jobs whose task records this process has dropped: each is listed once, not on every pass.
+    private readonly HashSet<string> dropped = new(StringComparer.Ordinal);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // The first pass soon after start, so a restarted coordinator (or an embedded engine run briefly) applies it too.
+        var wait = options.Value.RetentionInterval < FirstPass ? options.Value.RetentionInterval : FirstPass;
+        while (true)
+        {
+            await Task.Delay(wait, time, stoppingToken);
+            wait = options.Value.RetentionInterval;
+            if (leadership.Current is null)
+            {
+                continue;
+            }
+            try
+            {
+                await ApplyAsync(stoppingToken);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                Log.RetentionFailed(logger, e.Message);
+            }
+        }
+    }
+
+    private async Task ApplyAsync(CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+        var now = time.GetUtcNow();
+        var finished = new List<JobEntry>();
+        foreach (var entry in await jobs.ListEntriesAsync(cancellationToken))
+        {
+            if (entry.Status is { IsTerminal: true, FinishedAt: not null })
+            {
+                finished.Add(entry);
+            }
+        }
+        // Newest first: the counts keep the most recent jobs.
+        finished.Sort(static (a, b) => b.Status.FinishedAt!.Value.CompareTo(a.Status.FinishedAt!.Value));
+        for (var i = 0; i < finished.Count; i++)
+        {
+            var id = finished[i].Spec.Id;
+            var age = now - finished[i].Status.FinishedAt!.Value;
+            if (i >= settings.MaxFinishedJobs || age > settings.FinishedJobRetention)
+            {
+                await jobs.DeleteJobAsync(id, cancellationToken);
+                dropped.Remove(id);
+                Log.JobForgotten(logger, id);
+            }
+            else if ((i >= settings.MaxTaskHistoryJobs || age > settings.TaskHistoryRetention) && !dropped.Contains(id))
+            {
+                var count = await jobs.DeleteTasksAsync(id, cancellationToken);
+                dropped.Add(id);
+                if (count > 0)
+                {
+                    Log.TaskHistoryDropped(logger, id, count);
+                }
+            }
+        }
+    }
+}
