@@ -22,9 +22,12 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00", "3650.00:00:00")]
     public TimeSpan TaskHistoryRetention { get; set; } = TimeSpan.FromDays(1);
 
-    /// <summary>...and only while it is among the newest this many finished jobs (a 2,000-task job's records are about 2 MB). Default 100.</summary>
-    [Range(0, 10_000_000)]
-    public int MaxTaskHistoryJobs { get; set; } = 100;
+    /// <summary>
+    /// ...and only while the newest finished jobs' task records, its own included, number at most this
+    /// many: a task record is about 1 KB, in etcd's quota and in the embedded store's memory. Default 50,000.
+    /// </summary>
+    [Range(0, 100_000_000)]
+    public int MaxTaskHistory { get; set; } = 50_000;
 
     /// <summary>A finished job's spec and status are deleted this long after it ended (Hadoop's job history keeps 7 days). Default 7 days.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "3650.00:00:00")]

@@ -7,8 +7,8 @@ namespace Queue.Coordinator;
 
 /// <summary>
 /// While this coordinator leads: drops finished jobs' task records past
-/// <see cref="CoordinatorOptions.TaskHistoryRetention"/> or beyond the newest
-/// <see cref="CoordinatorOptions.MaxTaskHistoryJobs"/>, and forgets finished jobs altogether past
+/// <see cref="CoordinatorOptions.TaskHistoryRetention"/> or once the newer finished jobs' records and
+/// its own pass <see cref="CoordinatorOptions.MaxTaskHistory"/>, and forgets finished jobs altogether past
 /// <see cref="CoordinatorOptions.FinishedJobRetention"/> or beyond the newest
 /// <see cref="CoordinatorOptions.MaxFinishedJobs"/> (YARN's max-completed-applications, the job history
 /// server's max-age). Without it every job's records stayed for good: etcd's space quota (1 GiB in
@@ -65,17 +65,19 @@ public sealed class JobRetentionService(
         }
         // Newest first: the counts keep the most recent jobs.
         finished.Sort(static (a, b) => b.Status.FinishedAt!.Value.CompareTo(a.Status.FinishedAt!.Value));
+        long tasks = 0;
         for (var i = 0; i < finished.Count; i++)
         {
             var id = finished[i].Spec.Id;
             var age = now - finished[i].Status.FinishedAt!.Value;
+            tasks += finished[i].Status.Map.Total + finished[i].Status.Reduce.Total;
             if (i >= settings.MaxFinishedJobs || age > settings.FinishedJobRetention)
             {
                 await jobs.DeleteJobAsync(id, cancellationToken);
                 dropped.Remove(id);
                 Log.JobForgotten(logger, id);
             }
-            else if ((i >= settings.MaxTaskHistoryJobs || age > settings.TaskHistoryRetention) && !dropped.Contains(id))
+            else if ((tasks > settings.MaxTaskHistory || age > settings.TaskHistoryRetention) && !dropped.Contains(id))
             {
                 var count = await jobs.DeleteTasksAsync(id, cancellationToken);
                 dropped.Add(id);

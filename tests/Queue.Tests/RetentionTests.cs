@@ -5,13 +5,14 @@ using Queue.Worker.Apps;
 
 namespace Queue.Tests;
 
-/// <summary>An engine that keeps one finished job's task records and two finished jobs, checked every 100 ms.</summary>
+/// <summary>An engine that keeps one six-task job's task records and two finished jobs, checked every 100 ms.</summary>
 public sealed class RetentionEngineFixture : EmbeddedEngineFixture
 {
     protected override IReadOnlyDictionary<string, string> Settings { get; } = new Dictionary<string, string>
     {
         ["Queue__Coordinator__RetentionInterval"] = "00:00:00.100",
-        ["Queue__Coordinator__MaxTaskHistoryJobs"] = "1",
+        // One job's six tasks fit, two jobs' twelve do not.
+        ["Queue__Coordinator__MaxTaskHistory"] = "10",
         ["Queue__Coordinator__MaxFinishedJobs"] = "2",
     };
 }
