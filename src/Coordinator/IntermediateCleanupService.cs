@@ -42,18 +42,11 @@ public sealed class IntermediateCleanupService(
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var container = storage.Value.IntermediateContainer;
-        var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.Value.CleanupParallelism, CancellationToken = stoppingToken };
         await foreach (var id in cleanup.Jobs.ReadAllAsync(stoppingToken))
         {
             try
             {
-                var names = new List<string>();
-                await foreach (var blob in blobs.ListAsync(container, id + "/", stoppingToken))
-                {
-                    names.Add(blob.Name);
-                }
-                await Parallel.ForEachAsync(names, parallel, async (name, ct) => await blobs.DeleteAsync(container, name, ct));
+                await blobs.DeletePrefixAsync(storage.Value.IntermediateContainer, id + "/", options.Value.CleanupParallelism, stoppingToken);
             }
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {

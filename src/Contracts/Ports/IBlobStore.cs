@@ -90,17 +90,19 @@ public static class BlobStoreExtensions
     }
 
     /// <summary>Deletes every blob under a prefix; returns how many were deleted.</summary>
-    public static async Task<int> DeletePrefixAsync(this IBlobStore store, string container, string prefix, CancellationToken cancellationToken)
+    public static Task<int> DeletePrefixAsync(this IBlobStore store, string container, string prefix, CancellationToken cancellationToken) =>
+        store.DeletePrefixAsync(container, prefix, parallelism: 1, cancellationToken);
+
+    /// <summary>Deletes every blob under a prefix, <paramref name="parallelism"/> at once (each a request on a remote store); returns how many.</summary>
+    public static async Task<int> DeletePrefixAsync(this IBlobStore store, string container, string prefix, int parallelism, CancellationToken cancellationToken)
     {
         var names = new List<string>();
         await foreach (var item in store.ListAsync(container, prefix, cancellationToken))
         {
             names.Add(item.Name);
         }
-        foreach (var name in names)
-        {
-            await store.DeleteAsync(container, name, cancellationToken);
-        }
+        await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = parallelism, CancellationToken = cancellationToken },
+            async (name, ct) => await store.DeleteAsync(container, name, ct));
         return names.Count;
     }
 }
