@@ -236,7 +236,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         var keyLength = Encoding.UTF8.GetBytes(key, span);
         var valueLength = Encoding.UTF8.GetBytes(value, span[keyLength..]);
         var keyBytes = span[..keyLength];
-        meta[count++] = new Meta(Prefix(keyBytes), used, keyLength, valueLength, partitioner.Partition(keyBytes, partitions));
+        meta[count++] = new Meta(KeyPrefix.Of(keyBytes), used, keyLength, valueLength, partitioner.Partition(keyBytes, partitions));
         used += keyLength + valueLength;
     }
 
@@ -383,16 +383,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         return lo;
     }
 
-    /// <summary>The key's first 8 bytes, big-endian and zero-padded: comparing these as integers orders most keys without touching the arena.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Prefix(ReadOnlySpan<byte> key)
-    {
-        Span<byte> padded = stackalloc byte[8];
-        padded.Clear();
-        key[..Math.Min(8, key.Length)].CopyTo(padded);
-        return System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(padded);
-    }
-
+    /// <summary>A record in the buffer; <see cref="KeyPrefix"/> orders most of them without touching the arena.</summary>
     private readonly record struct Meta(ulong Prefix, int Offset, int KeyLength, int ValueLength, int Partition);
 
     private readonly struct MetaComparer(byte[] data) : IComparer<Meta>
@@ -404,13 +395,10 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
             {
                 return a.Partition < b.Partition ? -1 : 1;
             }
-            if (a.Prefix != b.Prefix)
+            if (!KeyPrefix.TryCompare(a.Prefix, a.KeyLength, b.Prefix, b.KeyLength, out var c))
             {
-                return a.Prefix < b.Prefix ? -1 : 1;
+                c = data.AsSpan(a.Offset, a.KeyLength).SequenceCompareTo(data.AsSpan(b.Offset, b.KeyLength));
             }
-            var c = a.KeyLength <= 8 && b.KeyLength <= 8
-                ? a.KeyLength.CompareTo(b.KeyLength)
-                : data.AsSpan(a.Offset, a.KeyLength).SequenceCompareTo(data.AsSpan(b.Offset, b.KeyLength));
             // Equal keys keep emit order (offsets grow with emits) so the sort is stable.
             return c != 0 ? c : a.Offset.CompareTo(b.Offset);
         }

@@ -88,36 +88,13 @@ public sealed class RecordMerger : IRecordSource
     private Entry Describe(int source)
     {
         var key = sources[source].Key;
-        ulong prefix = 0;
-        if (key.Length >= 8)
-        {
-            prefix = System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(key);
-        }
-        else
-        {
-            for (var i = 0; i < key.Length; i++)
-            {
-                prefix |= (ulong)key[i] << (56 - (8 * i));
-            }
-        }
-        return new Entry(prefix, key.Length, source);
+        return new Entry(KeyPrefix.Of(key), key.Length, source);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Less(in Entry a, in Entry b)
     {
-        // Zero-padded big-endian prefixes order as the keys do. Equal prefixes with one key of at most
-        // eight bytes: that key is the other's start, so the shorter is less (equal lengths: equal keys).
-        if (a.Prefix != b.Prefix)
-        {
-            return a.Prefix < b.Prefix;
-        }
-        int c;
-        if (a.Length <= 8 || b.Length <= 8)
-        {
-            c = a.Length.CompareTo(b.Length);
-        }
-        else
+        if (!KeyPrefix.TryCompare(a.Prefix, a.Length, b.Prefix, b.Length, out var c))
         {
             c = sources[a.Source].Key.SequenceCompareTo(sources[b.Source].Key);
         }

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using Queue.Contracts;

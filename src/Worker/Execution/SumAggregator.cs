@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Buffers.Binary;
 using System.Buffers.Text;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -159,23 +157,10 @@ public static class SumAggregator
         var cursor = 0;
         while (table.NextEntry(ref cursor, out var offset, out var length, out var total))
         {
-            entries[count++] = new Entry(Prefix(keys.Slice(offset, length)), offset, length, total);
+            entries[count++] = new Entry(KeyPrefix.Of(keys.Slice(offset, length)), offset, length, total);
         }
         IntroSort.Sort(entries.AsSpan(0, count), new EntryComparer(table));
         return (entries, count);
-    }
-
-    /// <summary>The key's first eight bytes, big-endian and zero-padded: it orders most keys without reading them.</summary>
-    private static ulong Prefix(ReadOnlySpan<byte> key)
-    {
-        if (key.Length >= 8)
-        {
-            return BinaryPrimitives.ReadUInt64BigEndian(key);
-        }
-        Span<byte> padded = stackalloc byte[8];
-        padded.Clear();
-        key.CopyTo(padded);
-        return BinaryPrimitives.ReadUInt64BigEndian(padded);
     }
 
     private readonly record struct Entry(ulong Prefix, int Offset, int Length, long Total);
@@ -185,9 +170,9 @@ public static class SumAggregator
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public int Compare(Entry x, Entry y)
         {
-            if (x.Prefix != y.Prefix)
+            if (KeyPrefix.TryCompare(x.Prefix, x.Length, y.Prefix, y.Length, out var order))
             {
-                return x.Prefix < y.Prefix ? -1 : 1;
+                return order;
             }
             var keys = table.Keys;
             return keys.Slice(x.Offset, x.Length).SequenceCompareTo(keys.Slice(y.Offset, y.Length));
