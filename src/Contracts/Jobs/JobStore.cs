@@ -23,6 +23,9 @@ public sealed class JobStore(IKeyValueStore kv)
     public const string ActivePrefix = "/queue/active/";
     public const string WorkersPrefix = "/queue/workers/";
 
+    /// <summary>Writes per transaction; etcd refuses more than 128 operations in one by default.</summary>
+    public const int MaxWritesPerTransaction = 100;
+
     public IKeyValueStore Store => kv;
 
     public static string SpecKey(string jobId) => $"{JobsPrefix}{jobId}/spec";
@@ -120,14 +123,14 @@ public sealed class JobStore(IKeyValueStore kv)
         return tasks;
     }
 
-    /// <summary>Deletes a job's task records, at most 100 to a transaction; returns how many there were.</summary>
+    /// <summary>Deletes a job's task records, <see cref="MaxWritesPerTransaction"/> to a transaction; returns how many there were.</summary>
     public async Task<int> DeleteTasksAsync(string jobId, CancellationToken cancellationToken)
     {
         var entries = await kv.ListAsync($"{TasksPrefix}{jobId}/", cancellationToken);
-        for (var start = 0; start < entries.Count; start += 100)
+        for (var start = 0; start < entries.Count; start += MaxWritesPerTransaction)
         {
-            var writes = new List<KvWrite>(Math.Min(100, entries.Count - start));
-            for (var i = start; i < entries.Count && i < start + 100; i++)
+            var writes = new List<KvWrite>(Math.Min(MaxWritesPerTransaction, entries.Count - start));
+            for (var i = start; i < entries.Count && i < start + MaxWritesPerTransaction; i++)
             {
                 writes.Add(KvWrite.Delete(entries[i].Key));
             }

@@ -10,8 +10,8 @@ namespace Queue.Coordinator.Scheduling;
 /// </summary>
 public sealed class LeaderSession(ILeadership lead, JobStore jobs, bool resendUnfinished)
 {
-    /// <summary>Writes per fenced transaction; etcd refuses more than 128 operations in one by default.</summary>
-    public const int MaxWritesPerTransaction = 100;
+    /// <summary>Writes per fenced transaction (<see cref="JobStore.MaxWritesPerTransaction"/>).</summary>
+    public const int MaxWritesPerTransaction = JobStore.MaxWritesPerTransaction;
 
     public ILeadership Lead { get; } = lead;
 
