@@ -19,6 +19,7 @@ public static class CoordinatorHostingExtensions
         builder.Services.AddSingleton<JobFinisher>();
         builder.Services.AddSingleton<IntermediateCleanup>();
         builder.Services.AddHostedService<IntermediateCleanupService>();
+        builder.Services.AddHostedService<IntermediateSweepService>();
         builder.Services.AddHostedService<JobRetentionService>();
         builder.Services.AddSingleton<JobPlanner>();
         builder.Services.AddSingleton<TaskEventHandler>();

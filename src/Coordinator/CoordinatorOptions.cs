@@ -45,6 +45,14 @@ public sealed class CoordinatorOptions
     [Range(1, 256)]
     public int CleanupParallelism { get; set; } = 8;
 
+    /// <summary>
+    /// How often the leader looks for intermediates of jobs that ended or were forgotten (left by a
+    /// leader that died before deleting them, or by a worker that woke after its job ended). Each pass
+    /// lists the intermediate container once. Default 10 min.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "1.00:00:00")]
+    public TimeSpan IntermediateSweepInterval { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <summary>How often the leader looks for dead-lettered tasks. Default 1 s.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
     public TimeSpan DeadLetterInterval { get; set; } = TimeSpan.FromSeconds(1);
@@ -67,7 +75,6 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
     public TimeSpan LostTaskGrace { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Events taken from the queue at once; a job's changes from one batch are one transaction (etcd allows 128 operations). Default 64.</summary>
     /// <summary>
     /// Fair admission (Hadoop's Fair Scheduler): the leader keeps the task queue filled just ahead of
     /// the live slots, choosing each next task by weighted max-min fair share across running jobs.
@@ -87,6 +94,7 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
     public TimeSpan SlotsRefresh { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Events taken from the queue at once; a job's changes from one batch are one transaction (etcd allows 128 operations). Default 64.</summary>
     [Range(1, 99)]
     public int EventBatchSize { get; set; } = 64;
 

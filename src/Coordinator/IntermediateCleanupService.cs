@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Queue.Contracts;
+using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
 
 namespace Queue.Coordinator;
@@ -20,6 +21,9 @@ public sealed class IntermediateCleanup
 
     /// <summary>Jobs handed over and not yet cleaned.</summary>
     public int Pending => Volatile.Read(ref pending);
+
+    /// <summary>Whether an ended job's intermediates are still wanted: a succeeded map-only job's are the input of the reduce-only job that follows.</summary>
+    public static bool KeptAfter(JobSpec spec, JobState state) => spec.MapOnly && state == JobState.Succeeded;
 
     public void Enqueue(string jobId)
     {

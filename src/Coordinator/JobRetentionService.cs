@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Queue.Contracts.Jobs;
@@ -21,40 +20,21 @@ public sealed class JobRetentionService(
     LeadershipState leadership,
     IOptions<CoordinatorOptions> options,
     TimeProvider time,
-    ILogger<JobRetentionService> logger) : BackgroundService
+    ILogger<JobRetentionService> logger) : LeaderPassService(leadership, time)
 {
-    private static readonly TimeSpan FirstPass = TimeSpan.FromSeconds(5);
-
     // Jobs whose task records this process has dropped: each is listed once, not on every pass.
     private readonly HashSet<string> dropped = new(StringComparer.Ordinal);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        // The first pass soon after start, so a restarted coordinator (or an embedded engine run briefly) applies it too.
-        var wait = options.Value.RetentionInterval < FirstPass ? options.Value.RetentionInterval : FirstPass;
-        while (true)
-        {
-            await Task.Delay(wait, time, stoppingToken);
-            wait = options.Value.RetentionInterval;
-            if (leadership.Current is null)
-            {
-                continue;
-            }
-            try
-            {
-                await ApplyAsync(stoppingToken);
-            }
-            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
-            {
-                Log.RetentionFailed(logger, e.Message);
-            }
-        }
-    }
+    protected override TimeSpan Interval => options.Value.RetentionInterval;
+
+    protected override Task PassAsync(CancellationToken cancellationToken) => ApplyAsync(cancellationToken);
+
+    protected override void OnFailed(Exception error) => Log.RetentionFailed(logger, error.Message);
 
     private async Task ApplyAsync(CancellationToken cancellationToken)
     {
         var settings = options.Value;
-        var now = time.GetUtcNow();
+        var now = Time.GetUtcNow();
         var finished = new List<JobEntry>();
         foreach (var entry in await jobs.ListEntriesAsync(cancellationToken))
         {

@@ -72,4 +72,10 @@ internal static partial class Log
 
     [LoggerMessage(2035, LogLevel.Information, "Job {JobId}: {Cuts} cut points chosen from {Keys} sampled keys")]
     public static partial void CutPointsChosen(ILogger logger, string jobId, int cuts, int keys);
+
+    [LoggerMessage(2039, LogLevel.Information, "Job {JobId}: intermediates left behind are deleted ({Why})")]
+    public static partial void IntermediatesSwept(ILogger logger, string jobId, string why);
+
+    [LoggerMessage(2040, LogLevel.Warning, "Intermediate sweep failed; the next one tries again: {Error}")]
+    public static partial void SweepFailed(ILogger logger, string error);
 }

@@ -60,8 +60,7 @@ public sealed class JobFinisher(
         }
         Log.JobEnded(logger, id, state.ToString());
         metrics.JobEnded(state, status.FinishedAt!.Value - status.SubmittedAt);
-        // A succeeded map-only job keeps its intermediates for the reduce-only job that follows.
-        if (storage.DeleteIntermediates && !(run.Spec.MapOnly && state == JobState.Succeeded))
+        if (storage.DeleteIntermediates && !IntermediateCleanup.KeptAfter(run.Spec, state))
         {
             // Off the leader's loop: thousands of deletes must not hold the other jobs' events.
             cleanup.Enqueue(id);
