@@ -60,4 +60,7 @@ internal static partial class Log
 
     [LoggerMessage(1021, LogLevel.Information, "Worker {WorkerId} reaches the coordination store again and takes tasks")]
     public static partial void StoreReachable(ILogger logger, string workerId);
+
+    [LoggerMessage(1022, LogLevel.Information, "Removed {Folders} scratch folders of worker processes that are gone, under {Root}")]
+    public static partial void ScratchSwept(ILogger logger, int folders, string root);
 }

@@ -25,6 +25,7 @@ public static class WorkerHostingExtensions
     {
         builder.Services.AddOptions<WorkerOptions>().BindConfiguration(WorkerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         builder.Services.AddBuiltInApps();
+        builder.Services.AddSingleton<WorkerScratch>();
         builder.Services.AddSingleton<TaskRunner>();
         builder.Services.AddSingleton<MapRunner>();
         builder.Services.AddSingleton<StreamingMapRunner>();

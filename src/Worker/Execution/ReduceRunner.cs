@@ -18,7 +18,7 @@ namespace Queue.Worker.Execution;
 /// without strings, a reducer script, or the identity — and commits the part only if no earlier
 /// attempt did.
 /// </summary>
-public sealed class ReduceRunner(IBlobStore blobs, IAppCatalog apps, ShuffleFetcher shuffle, IOptions<StorageOptions> storage, IOptions<WorkerOptions> options)
+public sealed class ReduceRunner(IBlobStore blobs, IAppCatalog apps, ShuffleFetcher shuffle, IOptions<StorageOptions> storage, IOptions<WorkerOptions> options, WorkerScratch scratch)
 {
     private readonly StorageOptions storage = storage.Value;
     private readonly WorkerOptions options = options.Value;
@@ -189,7 +189,7 @@ public sealed class ReduceRunner(IBlobStore blobs, IAppCatalog apps, ShuffleFetc
         TaskMessage task, RecordGroups merged, StreamWriter output, string work, Action<string>? onStatus, CancellationToken cancellationToken)
     {
         long groups = 0, records = 0, bytes = 0;
-        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Reducer!, task.JobId, options.TempPath, work, onStatus, cancellationToken);
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Reducer!, task.JobId, scratch.ScriptsFolder, work, onStatus, cancellationToken);
         await script.RunAsync(async (stdin, ct) =>
         {
             while (merged.NextGroup())

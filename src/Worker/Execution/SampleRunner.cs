@@ -12,7 +12,7 @@ namespace Queue.Worker.Execution;
 /// keeps the keys it emits (at most <see cref="MaxKeys"/>, drawn evenly), for the leader to choose the
 /// cut points from. The keys are the map output's, so any app or script partitions by what it emits.
 /// </summary>
-public sealed class SampleRunner(IBlobStore blobs, IAppCatalog apps, IOptions<StorageOptions> storage, IOptions<WorkerOptions> options)
+public sealed class SampleRunner(IBlobStore blobs, IAppCatalog apps, IOptions<StorageOptions> storage, WorkerScratch scratch)
 {
     public const int MaxKeys = 100_000;
     private readonly StorageOptions storage = storage.Value;
@@ -23,7 +23,7 @@ public sealed class SampleRunner(IBlobStore blobs, IAppCatalog apps, IOptions<St
         long bytesRead = 0, lines = 0;
         if (task.App == JobRequestValidator.StreamingApp)
         {
-            var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Mapper!, task.JobId, options.Value.TempPath, Path.Combine(folder, "mapper"), onStatus, cancellationToken);
+            var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Mapper!, task.JobId, scratch.ScriptsFolder, Path.Combine(folder, "mapper"), onStatus, cancellationToken);
             await script.RunAsync(async (stdin, ct) =>
             {
                 foreach (var split in task.Pieces())

@@ -12,7 +12,7 @@ namespace Queue.Worker.Execution;
 /// combiner, run through the combiner script partition by partition, and written as the attempt's one
 /// map output file.
 /// </summary>
-public sealed class StreamingMapRunner(IBlobStore blobs, PartitionerCache partitioners, IOptions<StorageOptions> storage, IOptions<WorkerOptions> options)
+public sealed class StreamingMapRunner(IBlobStore blobs, PartitionerCache partitioners, IOptions<StorageOptions> storage, IOptions<WorkerOptions> options, WorkerScratch scratch)
 {
     private readonly StorageOptions storage = storage.Value;
     private readonly WorkerOptions options = options.Value;
@@ -21,7 +21,7 @@ public sealed class StreamingMapRunner(IBlobStore blobs, PartitionerCache partit
     {
         var splits = task.Pieces();
         var partitioner = await partitioners.GetAsync(task, cancellationToken);
-        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Mapper!, task.JobId, options.TempPath, Path.Combine(folder, "mapper"), onStatus, cancellationToken);
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Mapper!, task.JobId, scratch.ScriptsFolder, Path.Combine(folder, "mapper"), onStatus, cancellationToken);
         using var collector = new MapOutputCollector(task.ReduceTasks, StreamingApp.Instance, options.SortBufferBytes, Path.Combine(folder, "spill"), partitioner);
         long bytesRead = 0, lines = 0;
         await script.RunAsync(async (stdin, ct) =>
@@ -84,7 +84,7 @@ public sealed class StreamingMapRunner(IBlobStore blobs, PartitionerCache partit
         TaskMessage task, MapOutputCollector collector, string folder, IPartitioner partitioner, Action<string>? onStatus, CancellationToken cancellationToken)
     {
         collector.Finish();
-        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Combiner!, task.JobId, options.TempPath, Path.Combine(folder, "combiner"), onStatus, cancellationToken);
+        var script = await StreamingScript.FetchAsync(blobs, storage.ScriptsContainer, task.Combiner!, task.JobId, scratch.ScriptsFolder, Path.Combine(folder, "combiner"), onStatus, cancellationToken);
         var combined = new MapOutputCollector(task.ReduceTasks, StreamingApp.Instance, options.SortBufferBytes, Path.Combine(folder, "combined-spill"), partitioner);
         try
         {

@@ -19,6 +19,8 @@ public sealed class StreamingScript
 {
     private const int StderrTailChars = 8 * 1024;
     private static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false);
+    // A job's scripts folder unused this long is deleted when another job's first script is fetched here.
+    private static readonly TimeSpan IdleScripts = TimeSpan.FromHours(1);
     private readonly string path;
     private readonly string workFolder;
     private readonly StringBuilder stderrTail = new();
@@ -39,11 +41,17 @@ public sealed class StreamingScript
 
     public string? Status { get; private set; }
 
-    /// <summary>Downloads the script once per job into the worker's temp folder.</summary>
-    public static async Task<StreamingScript> FetchAsync(IBlobStore blobs, string container, string name, string jobId, string tempRoot, string workFolder, Action<string>? onStatus, CancellationToken cancellationToken)
+    /// <summary>Downloads the script once per job into <paramref name="scriptsRoot"/> (the worker's <see cref="WorkerScratch.ScriptsFolder"/>).</summary>
+    public static async Task<StreamingScript> FetchAsync(IBlobStore blobs, string container, string name, string jobId, string scriptsRoot, string workFolder, Action<string>? onStatus, CancellationToken cancellationToken)
     {
-        var folder = Path.Combine(tempRoot, "scripts", jobId);
+        var folder = Path.Combine(scriptsRoot, jobId);
+        if (!Directory.Exists(folder))
+        {
+            // A job's first script here: the jobs that ran here before and have not used theirs for long are done with them.
+            RemoveIdle(scriptsRoot, DateTime.UtcNow - IdleScripts);
+        }
         Directory.CreateDirectory(folder);
+        Directory.SetLastWriteTimeUtc(folder, DateTime.UtcNow);
         var local = Path.Combine(folder, name.Replace('/', '_'));
         if (!File.Exists(local))
         {
@@ -72,6 +80,28 @@ public sealed class StreamingScript
         }
         Directory.CreateDirectory(workFolder);
         return new StreamingScript(name, local, workFolder, onStatus);
+    }
+
+    private static void RemoveIdle(string scriptsRoot, DateTime unusedSince)
+    {
+        if (!Directory.Exists(scriptsRoot))
+        {
+            return;
+        }
+        foreach (var folder in Directory.EnumerateDirectories(scriptsRoot))
+        {
+            try
+            {
+                if (Directory.GetLastWriteTimeUtc(folder) < unusedSince)
+                {
+                    Directory.Delete(folder, recursive: true);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // In use after all, or gone already: the next look decides.
+            }
+        }
     }
 
     /// <summary>Feeds <paramref name="writeInput"/>'s lines to the script and hands each output line to <paramref name="onOutput"/>.</summary>

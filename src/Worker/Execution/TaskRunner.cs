@@ -5,15 +5,16 @@ namespace Queue.Worker.Execution;
 /// <summary>
 /// Runs one attempt of a task: a built-in map (<see cref="MapRunner"/>), a streaming map with its
 /// combiner (<see cref="StreamingMapRunner"/>) or a reduce (<see cref="ReduceRunner"/>). Each attempt
-/// owns a folder of its own under the worker's temp path for spills, merge runs and a script's
-/// scratch files, and removes it when it ends, however it ends.
+/// owns a folder of its own in the worker's <see cref="WorkerScratch"/> for spills, merge runs and a
+/// script's scratch files, and removes it when it ends, however it ends (a killed worker's are removed
+/// by the next worker to start).
 /// </summary>
-public sealed class TaskRunner(MapRunner maps, StreamingMapRunner streamingMaps, ReduceRunner reduces, SampleRunner samples, Microsoft.Extensions.Options.IOptions<WorkerOptions> options)
+public sealed class TaskRunner(MapRunner maps, StreamingMapRunner streamingMaps, ReduceRunner reduces, SampleRunner samples, WorkerScratch scratch)
 {
     /// <param name="onStatus">Receives streaming scripts' <c>reporter:status:</c> lines as they come.</param>
     public async Task<TaskResult> RunAsync(TaskMessage task, string attemptId, Action<string>? onStatus, CancellationToken cancellationToken)
     {
-        var folder = AttemptFolder(options.Value.TempPath, attemptId);
+        var folder = scratch.AttemptFolder(attemptId);
         try
         {
             return task.Phase switch
@@ -29,9 +30,6 @@ public sealed class TaskRunner(MapRunner maps, StreamingMapRunner streamingMaps,
             DeleteFolder(folder);
         }
     }
-
-    /// <summary>The folder only this attempt writes to (attempt ids are unique).</summary>
-    public static string AttemptFolder(string tempPath, string attemptId) => Path.Combine(tempPath, "attempts", attemptId);
 
     private static void DeleteFolder(string folder)
     {
