@@ -29,8 +29,8 @@ public sealed class WorkerOptions
     public int ShuffleParallelCopies { get; set; } = 8;
 
     /// <summary>
-    /// Memory a reduce task holds fetched segments in; a segment over a quarter of it, or past it, is
-    /// read from its blob as the merge goes instead. Default 64 MiB.
+    /// Memory a reduce task holds fetched segments in (one array, at most 1 GiB); in map order, a segment
+    /// over a quarter of it, or past it, is read from its blob as the merge goes instead. Default 64 MiB.
     /// </summary>
     [System.ComponentModel.DataAnnotations.Range(0, 1L << 34)]
     public long ShuffleMemoryBytes { get; set; } = 64L << 20;

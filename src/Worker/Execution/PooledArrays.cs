@@ -5,7 +5,7 @@ namespace Queue.Worker.Execution;
 
 /// <summary>
 /// The data path's arrays. Those under a MiB come from <see cref="ArrayPool{T}.Shared"/>; larger ones
-/// (sort buffers and their index, fetched segments, split chunks) from a pool that keeps at most a few
+/// (sort buffers and their index, a reduce's segment arena, split chunks) from a pool that keeps at most a few
 /// arrays of each size and caches none per thread. The shared pool keeps one array of each size per
 /// thread and several per core, and trims them only after a full collection: a worker's 64 MiB sort
 /// buffers and 16 MiB segments piled up across its thread pool (700 MiB still held after one 1 GB

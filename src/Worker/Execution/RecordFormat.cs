@@ -87,10 +87,10 @@ public sealed class RecordWriter(Stream stream) : IDisposable
 public sealed class RecordReader : IRecordSource
 {
     private readonly Stream stream;
-    // Records already in memory are read in place: never compacted, never refilled, and the array
-    // goes back to the pool only when it was rented for this reader.
+    // Records already in memory are read in place: never compacted, never refilled, never returned
+    // to the pool by the reader (an owner, if any, is disposed instead).
     private readonly bool inMemory;
-    private readonly bool rented = true;
+    private IDisposable? owner;
     private byte[] buffer;
     private int start;
     private int end;
@@ -105,18 +105,15 @@ public sealed class RecordReader : IRecordSource
         buffer = PooledArrays<byte>.Rent(1 << 16);
     }
 
-    /// <summary>Records already in memory (a fetched map output segment): read in place; the array, rented from the shared pool, goes back to it on dispose.</summary>
-    public RecordReader(byte[] rented, int length)
-        : this(rented, 0, length, returnToPool: true)
-    {
-    }
-
-    /// <summary>Records in part of an array others may share (a cached map output file): read in place, left as they are.</summary>
-    public RecordReader(byte[] data, int offset, int length, bool returnToPool)
+    /// <summary>
+    /// Records in part of an array others may share — a cached map output file, left as it is, or a
+    /// reduce's segment arena, whose reference (<paramref name="owner"/>) is disposed with the reader.
+    /// </summary>
+    public RecordReader(byte[] data, int offset, int length, IDisposable? owner = null)
     {
         stream = Stream.Null;
         inMemory = true;
-        rented = returnToPool;
+        this.owner = owner;
         buffer = data;
         start = offset;
         end = offset + length;
@@ -170,11 +167,13 @@ public sealed class RecordReader : IRecordSource
     public void Dispose()
     {
         stream.Dispose();
-        if (buffer.Length > 0 && rented)
+        if (buffer.Length > 0 && !inMemory)
         {
             PooledArrays<byte>.Return(buffer);
         }
         buffer = [];
+        owner?.Dispose();
+        owner = null;
     }
 
     /// <summary>Makes at least <paramref name="count"/> bytes available from <see cref="start"/>; false at end of stream.</summary>

@@ -39,9 +39,8 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
         {
             throw new InvalidDataException($"The map manifest of job {source} has no output length for every map.");
         }
+        // First where each segment lies (indexes are cached per worker), then which are copied into memory.
         var segments = new Segment[maps];
-        var perSegmentLimit = options.ShuffleMemoryBytes / 4;
-        long inMemory = 0;
         await Parallel.ForEachAsync(Enumerable.Range(0, maps), new ParallelOptions
         {
             MaxDegreeOfParallelism = options.ShuffleParallelCopies,
@@ -54,40 +53,48 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                 var whole = await WholeFileAsync(name, lengths[m], ct);
                 var cachedIndex = indexes.GetOrAdd(name, static (_, state) =>
                     MapOutputFile.ParseIndex(state.whole.AsSpan(state.whole.Length - MapOutputFile.IndexBytes(state.partitions)), state.partitions), (whole, partitions));
-                if (cachedIndex.Length(partition) > 0)
-                {
-                    segments[m] = new Segment(name, cachedIndex.Offset(partition), cachedIndex.Length(partition), whole, Shared: true);
-                }
+                segments[m] = new Segment(name, cachedIndex.Offset(partition), cachedIndex.Length(partition), whole);
                 return;
             }
             var index = await IndexAsync(name, lengths[m], partitions, ct);
-            var length = index.Length(partition);
-            if (length == 0)
-            {
-                return;
-            }
-            if (length <= perSegmentLimit && Interlocked.Add(ref inMemory, length) <= options.ShuffleMemoryBytes)
-            {
-                var buffer = PooledArrays<byte>.Rent((int)Math.Max(length, 16));
-                try
-                {
-                    await using var stream = await blobs.OpenReadAsync(container, name, index.Offset(partition), length, ct);
-                    await stream.ReadExactlyAsync(buffer.AsMemory(0, (int)length), ct);
-                }
-                catch
-                {
-                    PooledArrays<byte>.Return(buffer);
-                    throw;
-                }
-                segments[m] = new Segment(name, 0, length, buffer, Shared: false);
-                return;
-            }
-            if (length <= perSegmentLimit)
-            {
-                Interlocked.Add(ref inMemory, -length); // over the budget: read it during the merge instead
-            }
-            segments[m] = new Segment(name, index.Offset(partition), length, null, Shared: false);
+            segments[m] = new Segment(name, index.Offset(partition), index.Length(partition), null);
         });
+
+        // In map order, each segment of at most a quarter of the budget goes into memory while the budget lasts:
+        // all of them into one array (a slice each), so a reduce makes no garbage per segment and reuses the
+        // pool's large arrays (the maps' sort buffers are the same size).
+        var perSegmentLimit = options.ShuffleMemoryBytes / 4;
+        var budget = Math.Min(options.ShuffleMemoryBytes, 1L << 30);
+        var slices = new long[maps];
+        long used = 0;
+        for (var m = 0; m < maps; m++)
+        {
+            var length = segments[m].Length;
+            slices[m] = -1;
+            if (segments[m].Data is null && length > 0 && length <= perSegmentLimit && used + length <= budget)
+            {
+                slices[m] = used;
+                used += length;
+            }
+        }
+        using var arena = used > 0 ? new SegmentArena((int)used) : null;
+        if (arena is not null)
+        {
+            await Parallel.ForEachAsync(Enumerable.Range(0, maps), new ParallelOptions
+            {
+                MaxDegreeOfParallelism = options.ShuffleParallelCopies,
+                CancellationToken = cancellationToken,
+            }, async (m, ct) =>
+            {
+                if (slices[m] < 0)
+                {
+                    return;
+                }
+                var segment = segments[m];
+                await using var stream = await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, ct);
+                await stream.ReadExactlyAsync(arena.Data.AsMemory((int)slices[m], (int)segment.Length), ct);
+            });
+        }
 
         var inputs = new List<IRecordSource>(maps);
         long bytes = 0;
@@ -97,7 +104,6 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
             for (var m = 0; m < maps; m++)
             {
                 var segment = segments[m];
-                segments[m] = default;
                 if (segment.Length == 0)
                 {
                     continue;
@@ -105,7 +111,12 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                 bytes += segment.Length;
                 if (segment.Data is { } data)
                 {
-                    inputs.Add(segment.Shared ? new RecordReader(data, (int)segment.Offset, (int)segment.Length, returnToPool: false) : new RecordReader(data, (int)segment.Length));
+                    inputs.Add(new RecordReader(data, (int)segment.Offset, (int)segment.Length));
+                    continue;
+                }
+                if (slices[m] >= 0)
+                {
+                    inputs.Add(new RecordReader(arena!.Data, (int)slices[m], (int)segment.Length, arena.Share()));
                     continue;
                 }
                 inputs.Add(new RecordReader(await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, cancellationToken)));
@@ -122,13 +133,6 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
             foreach (var input in inputs)
             {
                 input.Dispose();
-            }
-            foreach (var segment in segments)
-            {
-                if (segment is { Data: { } data, Shared: false })
-                {
-                    PooledArrays<byte>.Return(data);
-                }
             }
             throw;
         }
@@ -197,8 +201,34 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
     }
 
     /// <summary>
-    /// One map output's segment of the partition: in memory (<see cref="Data"/>: rented for this task,
-    /// or <see cref="Shared"/> — a cached whole file, the segment at <see cref="Offset"/>), or to be read from the blob.
+    /// One map output's segment of the partition, at <see cref="Offset"/>: in a cached whole file
+    /// (<see cref="Data"/>), or to be read from the blob.
     /// </summary>
-    private readonly record struct Segment(string Name, long Offset, long Length, byte[]? Data, bool Shared);
+    private readonly record struct Segment(string Name, long Offset, long Length, byte[]? Data);
+
+    /// <summary>
+    /// The one array a reduce's in-memory segments share, from the pool; it goes back when the fetch and
+    /// every reader over it are done.
+    /// </summary>
+    private sealed class SegmentArena(int length) : IDisposable
+    {
+        private int references = 1;
+
+        public byte[] Data { get; } = PooledArrays<byte>.Rent(length);
+
+        /// <summary>A reference for one reader; disposing it gives the reference back.</summary>
+        public IDisposable Share()
+        {
+            Interlocked.Increment(ref references);
+            return this;
+        }
+
+        public void Dispose()
+        {
+            if (Interlocked.Decrement(ref references) == 0)
+            {
+                PooledArrays<byte>.Return(Data);
+            }
+        }
+    }
 }
