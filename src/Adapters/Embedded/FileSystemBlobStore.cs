@@ -149,15 +149,14 @@ public sealed class FileSystemBlobStore : IBlobStore
         {
             try
             {
-                if (Directory.EnumerateFileSystemEntries(folder).Any())
-                {
-                    return;
-                }
+                // rmdir refuses a folder that is not empty, and finds that out at its first entry; listing
+                // the folder first read all of it (ext4 builds a hashed directory's whole tree to list it),
+                // once per delete: deleting a 2,000-map job's outputs was 8 % of the engine's CPU beside the next job.
                 Directory.Delete(folder);
             }
             catch (IOException)
             {
-                return; // A concurrent writer put something there, or removed it first.
+                return; // Not empty, or a concurrent writer put something there, or removed it first.
             }
             folder = Path.GetDirectoryName(folder)!;
         }
