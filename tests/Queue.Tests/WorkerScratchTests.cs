@@ -54,10 +54,15 @@ public sealed class WorkerScratchTests : IAsyncLifetime
     {
         // Another worker on the same temp path, alive: it holds its lock.
         Directory.CreateDirectory(TempPath);
-        var live = Path.Combine(TempPath, "wlive");
+        var live = Path.Combine(TempPath, "w1-0123456789abcdef01234");
         Directory.CreateDirectory(Path.Combine(live, "attempts", "a1"));
         File.WriteAllText(Path.Combine(live, "attempts", "a1", "spill-0"), "still needed");
         await using var liveLock = new FileStream(live + ".lock", FileMode.Create, FileAccess.ReadWrite, FileShare.None);
+        // Something else in a shared temp path, with a lock no one holds: not named as a worker names its scratch, so not touched.
+        var foreign = Path.Combine(TempPath, "work");
+        Directory.CreateDirectory(foreign);
+        File.WriteAllText(Path.Combine(foreign, "keep.txt"), "not the worker's");
+        File.WriteAllText(foreign + ".lock", "");
 
         string job, dead = "";
         var ingress = await StartIngressAsync();
@@ -68,7 +73,7 @@ public sealed class WorkerScratchTests : IAsyncLifetime
             for (var i = 0; i < 300 && (dead.Length == 0 || Spills(dead).Count == 0); i++)
             {
                 await Task.Delay(100);
-                var others = ScratchFolders().Where(f => f != live).ToList();
+                var others = ScratchFolders().Where(f => f != live && f != foreign).ToList();
                 dead = others.Count == 1 ? others[0] : "";
             }
             Assert.True(dead.Length > 0 && Spills(dead).Count > 0, "The map did not spill into one worker scratch folder within 30 s.");
@@ -88,7 +93,7 @@ public sealed class WorkerScratchTests : IAsyncLifetime
             Assert.False(Directory.Exists(dead), "The killed worker's scratch folder was left.");
             Assert.False(File.Exists(dead + ".lock"));
             Assert.Equal("still needed", File.ReadAllText(Path.Combine(live, "attempts", "a1", "spill-0")));
-            var own = Assert.Single(ScratchFolders(), f => f != live);
+            var own = Assert.Single(ScratchFolders(), f => f != live && f != foreign);
             Assert.True(File.Exists(own + ".lock"));
 
             // The job's new attempt waits a minute: cancel it.
@@ -116,6 +121,7 @@ public sealed class WorkerScratchTests : IAsyncLifetime
         {
             await again.DisposeAsync();
         }
-        Assert.Equal([live], ScratchFolders());
+        Assert.Equal([live, foreign], ScratchFolders());
+        Assert.True(File.Exists(Path.Combine(foreign, "keep.txt")) && File.Exists(foreign + ".lock"));
     }
 }

@@ -53,39 +53,45 @@ public sealed class WorkerScratch : IDisposable
     /// <summary>Where a job's streaming scripts are kept while the job's tasks run here.</summary>
     public string ScriptsFolder => Path.Combine(Folder, "scripts");
 
-    /// <summary>Deletes the scratch folders under <paramref name="root"/> whose owner is gone; returns how many.</summary>
+    /// <summary>
+    /// Deletes the scratch folders under <paramref name="root"/> whose owner is gone; returns how many.
+    /// Only what a worker made is considered — a lock file named as <see cref="WorkerScratch"/> names
+    /// them, and the folder beside it — so a temp path shared with anything else loses nothing else.
+    /// </summary>
     public static int SweepDead(string root, string? own = null)
     {
         var removed = 0;
-        foreach (var folder in Directory.EnumerateDirectories(root, "w*"))
-        {
-            if (folder != own && TryRemove(folder))
-            {
-                removed++;
-            }
-        }
-        // Locks whose folder is gone (an owner killed between the two, or a sweeper's leftovers).
         foreach (var lockFile in Directory.EnumerateFiles(root, "w*" + LockSuffix))
         {
             var folder = lockFile[..^LockSuffix.Length];
-            if (folder != own && !Directory.Exists(folder))
+            if (folder != own && IsScratchName(Path.GetFileName(folder)) && TryRemove(folder))
             {
-                TryRemove(folder);
+                removed++;
             }
         }
         return removed;
     }
 
+    /// <summary><c>w</c>, the process id, <c>-</c>, then hex digits: 24 characters.</summary>
+    private static bool IsScratchName(string name)
+    {
+        var dash = name.IndexOf('-', StringComparison.Ordinal);
+        return name.Length == 24 && name[0] == 'w' && dash > 1
+            && !name.AsSpan(1, dash - 1).ContainsAnyExceptInRange('0', '9')
+            && !name.AsSpan(dash + 1).ContainsAnyExcept("0123456789abcdef");
+    }
+
+    /// <summary>Takes the folder's lock if no one holds it, then deletes the folder and the lock; false while its owner lives.</summary>
     private static bool TryRemove(string folder)
     {
         FileStream probe;
         try
         {
-            probe = new FileStream(folder + LockSuffix, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            probe = new FileStream(folder + LockSuffix, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false; // Held: its owner lives (or another sweeper got there first).
+            return false; // Held: its owner lives (or another sweeper got there first), or it is not ours to touch.
         }
         using (probe)
         {
