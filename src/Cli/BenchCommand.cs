@@ -239,7 +239,7 @@ public static class BenchCommand
                 var files = await BuildAsync(dataPath, container, bookFiles, 30, large: false, ct);
                 var reference = Baselines.WordCount(files);
                 await ShuffleBench.GranularityAsync($"embedded, {slotCount} slots", (request, token) => engine.RunAsync(request, null, token), container,
-                    (view, _) => Task.FromResult(Compare(dataPath, view, reference)), ct);
+                    (view, _) => Task.FromResult(Compare(dataPath, view, reference)), engine.IntermediateOperationsAsync, ct);
                 if (client is not null)
                 {
                     foreach (var file in files)
@@ -261,7 +261,7 @@ public static class BenchCommand
                         await client.CopyOutputAsync(view.Spec.Id, output, token);
                         var text = System.Text.Encoding.UTF8.GetString(output.GetBuffer(), 0, (int)output.Length);
                         return Baselines.FirstDifference(text.Split('\n', StringSplitOptions.RemoveEmptyEntries), reference);
-                    }, ct);
+                    }, null, ct);
                 }
             }
             if (parse.GetValue(sort))

@@ -20,6 +20,17 @@ public sealed class EmbeddedEngine : IAsyncDisposable
 
     public IBlobStore Blobs => host.Services.GetRequiredService<IBlobStore>();
 
+    /// <summary>The engine's calls on its blob store so far, on the intermediate container, once the ended jobs' intermediates are deleted.</summary>
+    public async Task<(long Reads, long Writes, long Deletes, long Lists, long Properties)> IntermediateOperationsAsync(CancellationToken cancellationToken)
+    {
+        var cleanup = host.Services.GetRequiredService<Queue.Coordinator.IntermediateCleanup>();
+        for (var i = 0; i < 600 && cleanup.Pending > 0; i++)
+        {
+            await Task.Delay(50, cancellationToken);
+        }
+        return host.Services.GetRequiredService<Queue.Hosting.BlobOperations>().Count("intermediate");
+    }
+
     public static async Task<EmbeddedEngine> StartAsync(string dataPath, int slots, CancellationToken cancellationToken, IReadOnlyDictionary<string, string?>? settings = null)
     {
         var builder = Queue.Hosting.QueueApplication.CreateHostBuilder();

@@ -25,14 +25,20 @@ public static partial class ShuffleBench
     /// <summary>A way to run a job and get its view: the embedded engine, or a cluster through its ingress.</summary>
     public delegate Task<JobView> JobRunner(JobRequest request, CancellationToken ct);
 
-    public static async Task GranularityAsync(string label, JobRunner run, string container, Func<JobView, CancellationToken, Task<string?>> check, CancellationToken ct)
+    /// <summary>Calls on the intermediate container so far (the embedded engine's own count; a cluster's are in its services' metrics).</summary>
+    public delegate Task<(long Reads, long Writes, long Deletes, long Lists, long Properties)> OperationCounter(CancellationToken ct);
+
+    public static async Task GranularityAsync(string label, JobRunner run, string container, Func<JobView, CancellationToken, Task<string?>> check,
+        OperationCounter? operations, CancellationToken ct)
     {
         Console.WriteLine();
         Console.WriteLine($"Task granularity, {label}: word count over {container}, each output checked");
-        Console.WriteLine($"{"maps x reduces",-16} {"seconds",8} {"map+reduce s",13} {"vs 8 x 2",9} {"intermediate blobs",19} {"(was maps x reduces)",0}");
+        Console.WriteLine($"{"maps x reduces",-16} {"seconds",8} {"map+reduce s",13} {"vs 8 x 2",9} {"intermediate blobs",19} {"(was maps x reduces)",20}"
+            + (operations is null ? "" : $"  {"blob calls write/read/delete/list",34} {"(was)",0}"));
         double? baseline = null;
         foreach (var (maps, reduces) in Shapes)
         {
+            var before = operations is null ? default : await operations(ct);
             var watch = Stopwatch.StartNew();
             var view = await run(new JobRequest { App = "wordcount", Input = container, MapTasks = maps, ReduceTasks = reduces }, ct);
             var seconds = watch.Elapsed.TotalSeconds;
@@ -45,8 +51,17 @@ public static partial class ShuffleBench
                 throw new CliException($"The {maps} x {reduces} job's output differs from the baseline: {wrong}", 1);
             }
             baseline ??= seconds;
+            var calls = "";
+            if (operations is not null)
+            {
+                var after = await operations(ct);
+                // One file per map and partition: each written, read by its reduce and deleted once.
+                var was = (long)view.Status.Map.Total * reduces;
+                calls = string.Create(CultureInfo.InvariantCulture,
+                    $"  {$"{after.Writes - before.Writes}/{after.Reads - before.Reads}/{after.Deletes - before.Deletes}/{after.Lists - before.Lists}",34} ({was}/{was}/{was})");
+            }
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{$"{view.Status.Map.Total} x {reduces}",-16} {seconds,8:0.000} {$"{view.Status.MapSeconds:0.00}+{view.Status.ReduceSeconds:0.00}",13} {seconds / baseline.Value,8:0.00}x {view.Status.Map.Total + 1,19} {(long)view.Status.Map.Total * reduces,0}"));
+                $"{$"{view.Status.Map.Total} x {reduces}",-16} {seconds,8:0.000} {$"{view.Status.MapSeconds:0.00}+{view.Status.ReduceSeconds:0.00}",13} {seconds / baseline.Value,8:0.00}x {view.Status.Map.Total + 1,19} {(long)view.Status.Map.Total * reduces,20}{calls}"));
         }
     }
 

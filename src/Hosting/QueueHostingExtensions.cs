@@ -76,14 +76,16 @@ public static class QueueHostingExtensions
                 throw new InvalidOperationException($"Unknown work queue adapter '{adapters.WorkQueue}' in {AdapterOptions.Section}:WorkQueue. Known: embedded, rabbitmq, azurequeue, servicebus.");
         }
 
+        services.AddSingleton<BlobOperations>();
         switch (adapters.BlobStore.ToLowerInvariant())
         {
             case "filesystem":
-                services.AddSingleton<IBlobStore>(_ => new FileSystemBlobStore(adapters.DataPath));
+                services.AddSingleton<IBlobStore>(sp => new MeteredBlobStore(new FileSystemBlobStore(adapters.DataPath), sp.GetRequiredService<BlobOperations>()));
                 break;
             case "azureblob":
                 AddAzureClient(services);
-                services.AddSingleton<IBlobStore, AzureBlobStore>();
+                services.AddSingleton<AzureBlobStore>();
+                services.AddSingleton<IBlobStore>(sp => new MeteredBlobStore(sp.GetRequiredService<AzureBlobStore>(), sp.GetRequiredService<BlobOperations>()));
                 break;
             default:
                 throw new InvalidOperationException($"Unknown blob store adapter '{adapters.BlobStore}' in {AdapterOptions.Section}:BlobStore. Known: filesystem, azureblob.");

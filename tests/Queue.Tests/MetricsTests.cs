@@ -35,6 +35,21 @@ public sealed class MetricsTests(EmbeddedEngineFixture engine) : IClassFixture<E
         // The job's intermediates were handed to the cleanup, which reports what it has yet to delete.
         Assert.NotEmpty(await prometheus.QueryAsync("queue_cleanup_pending"));
         Assert.NotEmpty(await prometheus.QueryAsync("http_server_request_duration_seconds_count{http_route=\"/jobs\"}"));
+
+        // Blob calls, by operation and container role: at least one map output per map and the manifest
+        // written, then deleted; the manifest read by each reduce; the input read by the maps.
+        for (deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30); ; await Task.Delay(500))
+        {
+            async Task<double> Calls(string operation, string role) =>
+                await prometheus.QueryAsync($"sum(queue_blob_operations_total{{operation=\"{operation}\",container=\"{role}\"}})") is [var c] ? c.Value : 0;
+            var (writes, deletes, reads, input) = (await Calls("write", "intermediate"), await Calls("delete", "intermediate"),
+                await Calls("read", "intermediate"), await Calls("read", "input"));
+            if (writes >= expectedMaps + 1 && deletes >= expectedMaps + 1 && reads >= 3 && input >= expectedMaps)
+            {
+                break;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"Prometheus did not show the job's blob calls: intermediate writes {writes}, deletes {deletes}, reads {reads}; input reads {input}.");
+        }
     }
 
     [Fact]

@@ -26,7 +26,8 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
     private readonly string container = storage.Value.IntermediateContainer;
     // Map output files never change once committed: an index read for one reduce task serves the others on this worker.
     private readonly ConcurrentDictionary<string, MapOutputIndex> indexes = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Task<byte[]>> files = new(StringComparer.Ordinal);
+    // Lazy: GetOrAdd may run its factory for each of several reduces asking at once; only the stored one reads.
+    private readonly ConcurrentDictionary<string, Lazy<Task<byte[]>>> files = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<(string Name, long Bytes)> cachedInOrder = new();
     private long cachedBytes;
 
@@ -142,7 +143,8 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
     /// <summary>A small map output file, read whole once per worker and kept while the cache has room (oldest out first).</summary>
     private async Task<byte[]> WholeFileAsync(string name, long length, CancellationToken cancellationToken)
     {
-        var load = files.GetOrAdd(name, static (key, state) => state.self.ReadWholeAsync(key, state.length), (self: this, length));
+        var entry = files.GetOrAdd(name, static (key, state) => new Lazy<Task<byte[]>>(() => state.self.ReadWholeAsync(key, state.length)), (self: this, length));
+        var load = entry.Value;
         try
         {
             return await load.WaitAsync(cancellationToken);
@@ -150,7 +152,7 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
         catch when (load.IsFaulted || load.IsCanceled)
         {
             // A failed read is not remembered: the next attempt reads again.
-            files.TryRemove(new KeyValuePair<string, Task<byte[]>>(name, load));
+            files.TryRemove(new KeyValuePair<string, Lazy<Task<byte[]>>>(name, entry));
             throw;
         }
     }
