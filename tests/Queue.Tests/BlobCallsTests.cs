@@ -7,10 +7,11 @@ using Queue.Worker.Apps;
 namespace Queue.Tests;
 
 /// <summary>
-/// What a job costs in blob calls (each billed on Azure Blob), read from the engine's own
+/// The intermediate files a job reads. What a job costs in blob calls (each billed on Azure Blob), read from the engine's own
 /// <c>queue_blob_operations_total</c>: one map output per map and a manifest written; each small map
 /// output read once by the worker whatever the number of reduces that want it, even when they ask at
-/// the same moment; the job's intermediates deleted once at its end.
+/// the same moment; the job's intermediates deleted once at its end. And a map output damaged after it
+/// was written fails the reduce that reads it, by name, instead of giving wrong counts.
 /// </summary>
 public sealed partial class BlobCallsTests(EmbeddedEngineFixture engine) : IClassFixture<EmbeddedEngineFixture>
 {
@@ -52,5 +53,24 @@ public sealed partial class BlobCallsTests(EmbeddedEngineFixture engine) : IClas
             await Task.Delay(100);
         }
         Assert.Equal(maps + 1, await CallsAsync("delete", "intermediate") - before.Deletes);
+    }
+
+    [Fact]
+    public async Task ADamagedMapOutputFailsItsReduceByNameInsteadOfGivingWrongCounts()
+    {
+        var mapId = await engine.Client.SubmitAsync(new { app = "wordcount", input = "books", mapTasks = 3, reduceTasks = 2, phase = "map" });
+        Assert.Equal(JobState.Succeeded, (await engine.Client.WaitAsync(mapId, TimeSpan.FromMinutes(1))).Status.State);
+        var output = Directory.GetFiles(Path.Combine(engine.DataPath, "dfs-intermediate", mapId), "m-00001-*.out").Single();
+        // One flipped bit in partition 0's records (a word's count: the framing still parses).
+        var bytes = await File.ReadAllBytesAsync(output);
+        var at = Array.IndexOf(bytes, (byte)'1', 64);
+        Assert.True(at > 0);
+        bytes[at] ^= 0x01;
+        await File.WriteAllBytesAsync(output, bytes);
+
+        var reduceId = await engine.Client.SubmitAsync(new { app = "wordcount", phase = "reduce", mapJob = mapId, maxAttempts = 2 });
+        var view = await engine.Client.WaitAsync(reduceId, TimeSpan.FromMinutes(1));
+        Assert.Equal(JobState.Failed, view.Status.State);
+        Assert.Contains($"Map output {mapId}/{Path.GetFileName(output)} is damaged: partition 0", view.Status.Error, StringComparison.Ordinal);
     }
 }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Queue.Contracts.IO;
 using Queue.Contracts.Jobs;
 using Queue.Contracts.Ports;
 
@@ -8,15 +9,17 @@ namespace Queue.Worker.Execution;
 /// One map attempt's whole output as one blob (Hadoop's <c>file.out</c> with its index at the end):
 /// every partition's sorted run back to back, then the index — the start of each partition and the
 /// end of the last (<c>R + 1</c> little-endian int64s), the records of each partition (<c>R</c>
-/// int64s), the partition count (int32) and the magic <c>QMO1</c>. A reducer reads the index with one
-/// ranged read (the blob's length is in the job's manifest) and then only its own segment.
+/// int64s), the CRC-32C of each partition's bytes (<c>R</c> uint32s), the partition count (int32) and
+/// the magic <c>QMO2</c>. A reducer reads the index with one ranged read (the blob's length is in the
+/// job's manifest) and then only its own segment, whose checksum it verifies as it reads: a damaged
+/// segment fails the reduce with its name rather than feeding it wrong records.
 /// </summary>
 public static class MapOutputFile
 {
-    private const uint Magic = 0x314F4D51; // "QMO1", little-endian
+    private const uint Magic = 0x324F4D51; // "QMO2", little-endian
 
     /// <summary>Bytes of the index of a file with <paramref name="partitions"/> partitions.</summary>
-    public static int IndexBytes(int partitions) => ((partitions * 2) + 1) * sizeof(long) + 8;
+    public static int IndexBytes(int partitions) => ((partitions * 2) + 1) * sizeof(long) + (partitions * sizeof(uint)) + 8;
 
     /// <summary>
     /// Writes the partitions in order through <paramref name="writePartition"/> (which writes one
@@ -26,7 +29,8 @@ public static class MapOutputFile
     {
         var offsets = new long[partitions + 1];
         var counts = new long[partitions];
-        using (var writer = new RecordWriter(blob))
+        var checksums = new uint[partitions];
+        using (var writer = new RecordWriter(blob, checksum: true))
         {
             for (var p = 0; p < partitions; p++)
             {
@@ -34,8 +38,8 @@ public static class MapOutputFile
                 var before = writer.Records;
                 writePartition(p, writer);
                 counts[p] = writer.Records - before;
+                checksums[p] = writer.TakeChecksum();
             }
-            writer.Flush();
             offsets[partitions] = writer.Bytes;
             records = writer.Records;
         }
@@ -50,6 +54,11 @@ public static class MapOutputFile
         {
             BinaryPrimitives.WriteInt64LittleEndian(index.AsSpan(at), count);
             at += sizeof(long);
+        }
+        foreach (var checksum in checksums)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(index.AsSpan(at), checksum);
+            at += sizeof(uint);
         }
         BinaryPrimitives.WriteInt32LittleEndian(index.AsSpan(at), partitions);
         BinaryPrimitives.WriteUInt32LittleEndian(index.AsSpan(at + 4), Magic);
@@ -91,20 +100,68 @@ public static class MapOutputFile
         {
             offsets[p] = BinaryPrimitives.ReadInt64LittleEndian(index[(p * sizeof(long))..]);
         }
+        var checksums = new uint[partitions];
         for (var p = 0; p < partitions; p++)
         {
             records[p] = BinaryPrimitives.ReadInt64LittleEndian(index[((partitions + 1 + p) * sizeof(long))..]);
+            checksums[p] = BinaryPrimitives.ReadUInt32LittleEndian(index[((((partitions * 2) + 1) * sizeof(long)) + (p * sizeof(uint)))..]);
         }
-        return new MapOutputIndex(offsets, records);
+        return new MapOutputIndex(offsets, records, checksums);
     }
+
+    /// <summary>Throws unless <paramref name="segment"/> is partition <paramref name="partition"/> of <paramref name="name"/> as its map wrote it.</summary>
+    public static void Verify(ReadOnlySpan<byte> segment, uint checksum, string name, int partition)
+    {
+        if (Crc32C.Compute(segment) != checksum)
+        {
+            throw Damaged(name, partition);
+        }
+    }
+
+    public static InvalidDataException Damaged(string name, int partition) =>
+        new($"Map output {name} is damaged: partition {partition}'s bytes do not match their checksum.");
 }
 
-/// <summary>Where each partition's segment lies in a map output file, and how many records it holds.</summary>
-public sealed class MapOutputIndex(long[] offsets, long[] records)
+/// <summary>Where each partition's segment lies in a map output file, how many records it holds and its checksum.</summary>
+public sealed class MapOutputIndex(long[] offsets, long[] records, uint[] checksums)
 {
     public long Offset(int partition) => offsets[partition];
 
     public long Length(int partition) => offsets[partition + 1] - offsets[partition];
 
     public long Records(int partition) => records[partition];
+
+    public uint Checksum(int partition) => checksums[partition];
+}
+
+/// <summary>A map output segment read from its blob, its checksum verified when the read reaches the end.</summary>
+public sealed class VerifyingStream(Stream inner, long length, uint checksum, string name, int partition) : ReadOnlyWrapperStream(inner)
+{
+    private uint crc;
+    private long seen;
+
+    public override int Read(Span<byte> buffer)
+    {
+        var read = Inner.Read(buffer);
+        Check(buffer[..read], buffer.Length);
+        return read;
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var read = await Inner.ReadAsync(buffer, cancellationToken);
+        Check(buffer.Span[..read], buffer.Length);
+        return read;
+    }
+
+    private void Check(ReadOnlySpan<byte> read, int asked)
+    {
+        crc = Crc32C.Append(crc, read);
+        seen += read.Length;
+        // The end: nothing more though room was asked for.
+        if (read.Length == 0 && asked > 0 && (seen != length || crc != checksum))
+        {
+            throw MapOutputFile.Damaged(name, partition);
+        }
+    }
 }

@@ -15,11 +15,12 @@ public interface IRecordSource : IDisposable
     ReadOnlySpan<byte> Value { get; }
 }
 
-/// <summary>Writes records to a stream through a pooled buffer.</summary>
-public sealed class RecordWriter(Stream stream) : IDisposable
+/// <summary>Writes records to a stream through a pooled buffer; with <paramref name="checksum"/>, keeps a CRC-32C of what it wrote.</summary>
+public sealed class RecordWriter(Stream stream, bool checksum = false) : IDisposable
 {
     private byte[] buffer = PooledArrays<byte>.Rent(1 << 16);
     private int used;
+    private uint crc;
 
     public long Records { get; private set; }
 
@@ -54,9 +55,22 @@ public sealed class RecordWriter(Stream stream) : IDisposable
     {
         if (used > 0)
         {
+            if (checksum)
+            {
+                crc = Crc32C.Append(crc, buffer.AsSpan(0, used));
+            }
             stream.Write(buffer, 0, used);
             used = 0;
         }
+    }
+
+    /// <summary>Flushes, and returns the CRC-32C of what was written since the last call (the checksum of one partition).</summary>
+    public uint TakeChecksum()
+    {
+        Flush();
+        var taken = crc;
+        crc = 0;
+        return taken;
     }
 
     public void Dispose()

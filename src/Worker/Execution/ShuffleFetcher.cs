@@ -54,11 +54,11 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                 var whole = await WholeFileAsync(name, lengths[m], ct);
                 var cachedIndex = indexes.GetOrAdd(name, static (_, state) =>
                     MapOutputFile.ParseIndex(state.whole.AsSpan(state.whole.Length - MapOutputFile.IndexBytes(state.partitions)), state.partitions), (whole, partitions));
-                segments[m] = new Segment(name, cachedIndex.Offset(partition), cachedIndex.Length(partition), whole);
+                segments[m] = new Segment(name, cachedIndex.Offset(partition), cachedIndex.Length(partition), cachedIndex.Checksum(partition), whole);
                 return;
             }
             var index = await IndexAsync(name, lengths[m], partitions, ct);
-            segments[m] = new Segment(name, index.Offset(partition), index.Length(partition), null);
+            segments[m] = new Segment(name, index.Offset(partition), index.Length(partition), index.Checksum(partition), null);
         });
 
         // In map order, each segment of at most a quarter of the budget goes into memory while the budget lasts:
@@ -93,7 +93,9 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                 }
                 var segment = segments[m];
                 await using var stream = await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, ct);
-                await stream.ReadExactlyAsync(arena.Data.AsMemory((int)slices[m], (int)segment.Length), ct);
+                var slice = arena.Data.AsMemory((int)slices[m], (int)segment.Length);
+                await stream.ReadExactlyAsync(slice, ct);
+                MapOutputFile.Verify(slice.Span, segment.Checksum, segment.Name, partition);
             });
         }
 
@@ -112,6 +114,8 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                 bytes += segment.Length;
                 if (segment.Data is { } data)
                 {
+                    // A cached whole file: each reduce checks its own partition's bytes.
+                    MapOutputFile.Verify(data.AsSpan((int)segment.Offset, (int)segment.Length), segment.Checksum, segment.Name, partition);
                     inputs.Add(new RecordReader(data, (int)segment.Offset, (int)segment.Length));
                     continue;
                 }
@@ -120,7 +124,8 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                     inputs.Add(new RecordReader(arena!.Data, (int)slices[m], (int)segment.Length, arena.Share()));
                     continue;
                 }
-                inputs.Add(new RecordReader(await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, cancellationToken)));
+                inputs.Add(new RecordReader(new VerifyingStream(await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, cancellationToken),
+                    segment.Length, segment.Checksum, segment.Name, partition)));
                 if (++streams == options.MergeFactor)
                 {
                     // Too many open streams for one pass: merge what is here into a local run first.
@@ -203,10 +208,10 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
     }
 
     /// <summary>
-    /// One map output's segment of the partition, at <see cref="Offset"/>: in a cached whole file
-    /// (<see cref="Data"/>), or to be read from the blob.
+    /// One map output's segment of the partition, at <see cref="Offset"/>, with its checksum: in a cached
+    /// whole file (<see cref="Data"/>), or to be read from the blob.
     /// </summary>
-    private readonly record struct Segment(string Name, long Offset, long Length, byte[]? Data);
+    private readonly record struct Segment(string Name, long Offset, long Length, uint Checksum, byte[]? Data);
 
     /// <summary>
     /// The one array a reduce's in-memory segments share, from the pool; it goes back when the fetch and
