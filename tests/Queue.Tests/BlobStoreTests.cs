@@ -14,6 +14,35 @@ public sealed class FileSystemBlobStoreTests : IDisposable
     public void Dispose() => Directory.Delete(root, recursive: true);
 
     [Fact]
+    public async Task OpeningTheStoreDropsWritesAbandonedForAWeekAndKeepsTheRest()
+    {
+        var temp = Path.Combine(root, ".tmp");
+        // What a killed writer leaves: its uncommitted file, untouched since.
+        var abandoned = Path.Combine(temp, Guid.NewGuid().ToString("N"));
+        await File.WriteAllTextAsync(abandoned, "half a map output");
+        File.SetLastWriteTimeUtc(abandoned, DateTime.UtcNow - FileSystemBlobStore.AbandonedWriteAge - TimeSpan.FromHours(1));
+        // Another process's write in progress, quiet for a day: kept.
+        var quiet = Path.Combine(temp, Guid.NewGuid().ToString("N"));
+        await File.WriteAllTextAsync(quiet, "a reduce still merging");
+        File.SetLastWriteTimeUtc(quiet, DateTime.UtcNow - TimeSpan.FromDays(1));
+        // Not named as the store names its writes: not the store's to judge.
+        var foreign = Path.Combine(temp, "notes.txt");
+        await File.WriteAllTextAsync(foreign, "someone's");
+        File.SetLastWriteTimeUtc(foreign, DateTime.UtcNow - TimeSpan.FromDays(30));
+        // And a write of this store, open and uncommitted, while the store is opened again.
+        await using var live = await store.OpenWriteAsync("outs", "p", CancellationToken.None);
+        await live.WriteAsync(Encoding.UTF8.GetBytes("live"));
+
+        _ = new FileSystemBlobStore(root);
+
+        Assert.False(File.Exists(abandoned), "A write abandoned for over a week was kept.");
+        Assert.True(File.Exists(quiet));
+        Assert.True(File.Exists(foreign));
+        Assert.True(await live.CommitAsync(overwrite: false, CancellationToken.None));
+        Assert.Equal("live", Encoding.UTF8.GetString(await store.ReadAllBytesAsync("outs", "p", CancellationToken.None)));
+    }
+
+    [Fact]
     public async Task CommittedBlobIsVisibleOnlyAfterCommit()
     {
         await using (var writer = await store.OpenWriteAsync("outs", "job/part-00000", CancellationToken.None))

@@ -7,16 +7,47 @@ namespace Queue.Adapters.Embedded;
 /// <summary>
 /// Blobs as plain files: <c>{root}/{container}/{name}</c>, so users can drop input files in.
 /// Writes go to <c>{root}/.tmp</c> and are renamed into place on commit (atomic on one file system).
+/// A write whose process was killed before it committed or discarded leaves its file there; as Azure
+/// Blob drops uncommitted blocks a week after their last write, opening the store deletes those
+/// untouched for <see cref="AbandonedWriteAge"/> (several processes may share the folder, and a live
+/// write can be quiet for hours: a reduce holds its output open while it merges).
 /// </summary>
 public sealed class FileSystemBlobStore : IBlobStore
 {
+    public static readonly TimeSpan AbandonedWriteAge = TimeSpan.FromDays(7);
     private const string TempFolder = ".tmp";
     private readonly string root;
 
     public FileSystemBlobStore(string rootPath)
     {
         root = Path.GetFullPath(rootPath);
-        Directory.CreateDirectory(Path.Combine(root, TempFolder));
+        var temp = Path.Combine(root, TempFolder);
+        Directory.CreateDirectory(temp);
+        RemoveAbandonedWrites(temp, DateTime.UtcNow - AbandonedWriteAge);
+    }
+
+    private static void RemoveAbandonedWrites(string temp, DateTime untouchedSince)
+    {
+        foreach (var file in Directory.EnumerateFiles(temp))
+        {
+            // Only what this store names its writes: 32 hex digits.
+            var name = Path.GetFileName(file.AsSpan());
+            if (name.Length != 32 || name.ContainsAnyExcept("0123456789abcdef"))
+            {
+                continue;
+            }
+            try
+            {
+                if (File.GetLastWriteTimeUtc(file) < untouchedSince)
+                {
+                    File.Delete(file);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Gone already, or not ours to delete.
+            }
+        }
     }
 
     public string RootPath => root;
