@@ -21,7 +21,7 @@ public sealed class EmbeddedEngine : IAsyncDisposable
     public IBlobStore Blobs => host.Services.GetRequiredService<IBlobStore>();
 
     /// <summary>The engine's calls on its blob store so far, on the intermediate container, once the ended jobs' intermediates are deleted.</summary>
-    public async Task<(long Reads, long Writes, long Deletes, long Lists, long Properties)> IntermediateOperationsAsync(CancellationToken cancellationToken)
+    public async Task<Queue.Hosting.BlobCallCounts> IntermediateOperationsAsync(CancellationToken cancellationToken)
     {
         var cleanup = host.Services.GetRequiredService<Queue.Coordinator.IntermediateCleanup>();
         for (var i = 0; i < 600 && cleanup.Pending > 0; i++)

@@ -26,7 +26,7 @@ public static partial class ShuffleBench
     public delegate Task<JobView> JobRunner(JobRequest request, CancellationToken ct);
 
     /// <summary>Calls on the intermediate container so far (the embedded engine's own count; a cluster's are in its services' metrics).</summary>
-    public delegate Task<(long Reads, long Writes, long Deletes, long Lists, long Properties)> OperationCounter(CancellationToken ct);
+    public delegate Task<Queue.Hosting.BlobCallCounts> OperationCounter(CancellationToken ct);
 
     public static async Task GranularityAsync(string label, JobRunner run, string container, Func<JobView, CancellationToken, Task<string?>> check,
         OperationCounter? operations, CancellationToken ct)

@@ -34,12 +34,9 @@ public sealed class IntermediateSweepService(
     // Kept on purpose (to inspect them): nothing is left behind by accident.
     protected override bool Enabled => storage.Value.DeleteIntermediates;
 
-    protected override Task PassAsync(CancellationToken cancellationToken) => SweepAsync(cancellationToken);
-
     protected override void OnFailed(Exception error) => Log.SweepFailed(logger, error.Message);
 
-    /// <summary>One pass; returns the jobs handed to the cleanup.</summary>
-    public async Task<int> SweepAsync(CancellationToken cancellationToken)
+    protected override async Task PassAsync(CancellationToken cancellationToken)
     {
         // Names are listed in order, so one job's blobs come together: its id is taken once.
         var ids = new List<string>();
@@ -60,7 +57,6 @@ public sealed class IntermediateSweepService(
         var now = Time.GetUtcNow();
         var interval = options.Value.IntermediateSweepInterval;
         var grace = interval < EndedGrace ? interval : EndedGrace;
-        var handed = 0;
         foreach (var id in ids)
         {
             var job = await jobs.GetAsync(id, cancellationToken);
@@ -69,10 +65,8 @@ public sealed class IntermediateSweepService(
                 && (job.Status.FinishedAt is not { } ended || now - ended > grace))
             {
                 cleanup.Enqueue(id);
-                handed++;
                 Log.IntermediatesSwept(logger, id, job is null ? "the job is forgotten" : "the job ended " + job.Status.State);
             }
         }
-        return handed;
     }
 }

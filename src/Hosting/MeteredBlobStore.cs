@@ -15,7 +15,7 @@ namespace Queue.Hosting;
 public sealed class BlobOperations
 {
     public const string MeterName = "Queue.Blobs";
-    private static readonly string[] Operations = ["read", "write", "delete", "list", "properties"];
+    private static readonly string[] Operations = Array.ConvertAll(Enum.GetNames<Operation>(), name => name.ToLowerInvariant());
     private static readonly string[] Roles = ["input", "intermediate", "output", "scripts"];
     private readonly long[] counts = new long[Operations.Length * Roles.Length];
     private readonly StorageOptions storage;
@@ -28,16 +28,16 @@ public sealed class BlobOperations
     }
 
     /// <summary>Calls so far, by operation, on containers of one role.</summary>
-    public (long Reads, long Writes, long Deletes, long Lists, long Properties) Count(string role)
+    public BlobCallCounts Count(string role)
     {
         var r = Array.IndexOf(Roles, role);
-        return r < 0 ? default : (Get(0, r), Get(1, r), Get(2, r), Get(3, r), Get(4, r));
+        return r < 0 ? default : new BlobCallCounts(Get(Operation.Read, r), Get(Operation.Write, r), Get(Operation.Delete, r), Get(Operation.List, r), Get(Operation.Properties, r));
     }
 
     internal void Add(Operation operation, string container) =>
         Interlocked.Increment(ref counts[((int)operation * Roles.Length) + RoleOf(container)]);
 
-    private long Get(int operation, int role) => Volatile.Read(ref counts[(operation * Roles.Length) + role]);
+    private long Get(Operation operation, int role) => Volatile.Read(ref counts[((int)operation * Roles.Length) + role]);
 
     private int RoleOf(string container) =>
         container == storage.IntermediateContainer ? 1 : container == storage.OutputContainer ? 2 : container == storage.ScriptsContainer ? 3 : 0;
@@ -48,7 +48,7 @@ public sealed class BlobOperations
         {
             for (var r = 0; r < Roles.Length; r++)
             {
-                yield return new Measurement<long>(Get(o, r), new KeyValuePair<string, object?>("operation", Operations[o]), new KeyValuePair<string, object?>("container", Roles[r]));
+                yield return new Measurement<long>(Get((Operation)o, r), new KeyValuePair<string, object?>("operation", Operations[o]), new KeyValuePair<string, object?>("container", Roles[r]));
             }
         }
     }
@@ -62,6 +62,9 @@ public sealed class BlobOperations
         Properties,
     }
 }
+
+/// <summary>Calls on the blob store by operation, as <see cref="BlobOperations.Count"/> gives them.</summary>
+public readonly record struct BlobCallCounts(long Reads, long Writes, long Deletes, long Lists, long Properties);
 
 /// <summary>The configured blob store, its calls counted in <see cref="BlobOperations"/>.</summary>
 public sealed class MeteredBlobStore(IBlobStore inner, BlobOperations operations) : IBlobStore

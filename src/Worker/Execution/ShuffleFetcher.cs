@@ -42,11 +42,8 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
         }
         // First where each segment lies (indexes are cached per worker), then which are copied into memory.
         var segments = new Segment[maps];
-        await Parallel.ForEachAsync(Enumerable.Range(0, maps), new ParallelOptions
-        {
-            MaxDegreeOfParallelism = options.ShuffleParallelCopies,
-            CancellationToken = cancellationToken,
-        }, async (m, ct) =>
+        var copies = new ParallelOptions { MaxDegreeOfParallelism = options.ShuffleParallelCopies, CancellationToken = cancellationToken };
+        await Parallel.ForEachAsync(Enumerable.Range(0, maps), copies, async (m, ct) =>
         {
             var name = TaskNames.MapOutput(source, m, manifest.Attempts[m]);
             if (lengths[m] <= options.MapOutputCacheBytes / 64)
@@ -81,11 +78,7 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
         using var arena = used > 0 ? new SegmentArena((int)used) : null;
         if (arena is not null)
         {
-            await Parallel.ForEachAsync(Enumerable.Range(0, maps), new ParallelOptions
-            {
-                MaxDegreeOfParallelism = options.ShuffleParallelCopies,
-                CancellationToken = cancellationToken,
-            }, async (m, ct) =>
+            await Parallel.ForEachAsync(Enumerable.Range(0, maps), copies, async (m, ct) =>
             {
                 if (slices[m] < 0)
                 {

@@ -54,11 +54,11 @@ public sealed class WorkerScratch : IDisposable
     public string ScriptsFolder => Path.Combine(Folder, "scripts");
 
     /// <summary>
-    /// Deletes the scratch folders under <paramref name="root"/> whose owner is gone; returns how many.
+    /// Deletes the scratch folders under <paramref name="root"/>, other than <paramref name="own"/>, whose owner is gone; returns how many.
     /// Only what a worker made is considered — a lock file named as <see cref="WorkerScratch"/> names
     /// them, and the folder beside it — so a temp path shared with anything else loses nothing else.
     /// </summary>
-    public static int SweepDead(string root, string? own = null)
+    private static int SweepDead(string root, string own)
     {
         var removed = 0;
         foreach (var lockFile in Directory.EnumerateFiles(root, "w*" + LockSuffix))
