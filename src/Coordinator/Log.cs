@@ -78,4 +78,7 @@ internal static partial class Log
 
     [LoggerMessage(2040, LogLevel.Warning, "Intermediate sweep failed; the next one tries again: {Error}")]
     public static partial void SweepFailed(ILogger logger, string error);
+
+    [LoggerMessage(2041, LogLevel.Warning, "Job {JobId}: reduce {Reduce} found map {Map}'s output (attempt {Attempt}) missing or damaged; the map runs again (rerun {Rerun})")]
+    public static partial void MapRerun(ILogger logger, string jobId, int reduce, int map, string attempt, int rerun);
 }

@@ -21,7 +21,7 @@ public static class JobsApi
         endpoints.MapGet("/jobs/{id}/output", GetOutputAsync).RequireAuthorization(QueuePolicies.Read);
         endpoints.MapGet("/jobs/{id}/timeline", GetTimelineAsync).RequireAuthorization(QueuePolicies.Read)
             .WithSummary("The job's attempts laid out on its workers' slots, for its page")
-            .WithDescription("One bar per attempt (queued, started, ended; outcome: Running, Succeeded, Failed, Killed, Lost; backup; the winner), on lanes per worker slot, with the job's spec and status, its output parts with sizes and its dead-letter reasons.")
+            .WithDescription("One bar per attempt (queued, started, ended; outcome: Running, Succeeded, Failed, Killed, Lost, OutputLost; backup; the winner), on lanes per worker slot, with the job's spec and status, its output parts with sizes and its dead-letter reasons.")
             .Produces<JobTimeline>();
         endpoints.MapDelete("/jobs/{id}", CancelAsync).RequireAuthorization(QueuePolicies.Submit);
         return endpoints;

@@ -16,6 +16,9 @@ internal static partial class Log
     [LoggerMessage(1003, LogLevel.Warning, "Task {JobId}/{TaskId} attempt {AttemptId} (delivery {DeliveryCount}) failed: {Error}")]
     public static partial void TaskFailed(ILogger logger, string jobId, string taskId, string attemptId, int deliveryCount, string error);
 
+    [LoggerMessage(1023, LogLevel.Warning, "Task {JobId}/{TaskId} attempt {AttemptId} found map {Map}'s output (attempt {MapAttempt}) missing or damaged; the leader runs that map again and sends this task once more: {Error}")]
+    public static partial void MapOutputLost(ILogger logger, string jobId, string taskId, string attemptId, int map, string mapAttempt, string error);
+
     [LoggerMessage(1004, LogLevel.Warning, "Task {JobId}/{TaskId} attempt {AttemptId} lost its lease; the broker will redeliver it")]
     public static partial void LeaseLost(ILogger logger, string jobId, string taskId, string attemptId);
 

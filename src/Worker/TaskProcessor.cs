@@ -328,6 +328,18 @@ public sealed class TaskProcessor(
                 await SettleAsync(message, static (m, c) => m.AbandonAsync(c));
                 return;
             }
+            if (task.Phase == TaskPhase.Reduce && FindLostMap(e) is { } lost && lost.JobId == task.JobId)
+            {
+                // The leader runs the map again, then sends this reduce anew: the message is done with, and the
+                // failure takes none of the task's attempts. (A reduce-only job's maps cannot run again: a
+                // lost output of its map-only job fails it as any other error does.)
+                Log.MapOutputLost(logger, task.JobId, taskId, attemptId, lost.Map, lost.Attempt, lost.Message);
+                metrics.Failed(task.Phase, time.GetElapsedTime(started));
+                await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, $"{nameof(MapOutputLostException)}: {lost.Message}", null, watch.Status,
+                    startedAt: unreportedStart, lostMap: lost);
+                await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
+                return;
+            }
             var error = e is OperationCanceledException or TimeoutException
                 ? $"Timed out after {task.TaskTimeout.TotalSeconds:0.###} s."
                 : $"{e.GetType().Name}: {e.Message}";
@@ -431,7 +443,7 @@ public sealed class TaskProcessor(
     }
 
     private async Task ReportAsync(TaskMessage task, string attemptId, int deliveryCount, TaskEventKind kind, string? error, TaskCounters? counters,
-        string? status = null, long? outputLength = null, DateTimeOffset? startedAt = null, DateTimeOffset? at = null)
+        string? status = null, long? outputLength = null, DateTimeOffset? startedAt = null, DateTimeOffset? at = null, MapOutputLostException? lostMap = null)
     {
         var report = new TaskEvent
         {
@@ -451,8 +463,34 @@ public sealed class TaskProcessor(
             Status = status is { Length: > 500 } ? status[..500] : status,
             Backup = task.Backup,
             OutputLength = outputLength,
+            LostMap = lostMap?.Map,
+            LostMapAttempt = lostMap?.Attempt,
         };
         await events.SendAsync(JsonSerializer.SerializeToUtf8Bytes(report, QueueJsonContext.Default.TaskEvent), CancellationToken.None);
+    }
+
+    /// <summary>The lost map output behind a failure, however the runner wrapped it.</summary>
+    private static MapOutputLostException? FindLostMap(Exception? e)
+    {
+        for (var depth = 0; e is not null && depth < 8; depth++)
+        {
+            switch (e)
+            {
+                case MapOutputLostException lost:
+                    return lost;
+                case AggregateException { InnerExceptions: var inner }:
+                    foreach (var one in inner)
+                    {
+                        if (FindLostMap(one) is { } found)
+                        {
+                            return found;
+                        }
+                    }
+                    return null;
+            }
+            e = e.InnerException;
+        }
+        return null;
     }
 
     private async Task SettleAsync(ILeasedMessage message, Func<ILeasedMessage, CancellationToken, Task> settle)

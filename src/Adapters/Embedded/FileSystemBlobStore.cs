@@ -216,7 +216,10 @@ public sealed class FileSystemBlobStore : IBlobStore
         {
             ObjectDisposedException.ThrowIf(committed, this);
             await file.FlushAsync(cancellationToken);
-            file.Flush(flushToDisk: true);
+            if (Durable)
+            {
+                file.Flush(flushToDisk: true);
+            }
             await file.DisposeAsync();
             try
             {

@@ -140,6 +140,34 @@ public sealed record TaskCounters
         User = MergeUser(User, other.User),
     };
 
+    /// <summary>
+    /// These counters without <paramref name="other"/>'s (a map whose output was lost: its re-run counts
+    /// again). Skipped-record samples stay: they are examples, not a count.
+    /// </summary>
+    public TaskCounters Subtract(TaskCounters other) => this with
+    {
+        InputBytes = InputBytes - other.InputBytes,
+        InputRecords = InputRecords - other.InputRecords,
+        OutputRecords = OutputRecords - other.OutputRecords,
+        OutputBytes = OutputBytes - other.OutputBytes,
+        CombineInputRecords = CombineInputRecords - other.CombineInputRecords,
+        CombineOutputRecords = CombineOutputRecords - other.CombineOutputRecords,
+        SpilledRecords = SpilledRecords - other.SpilledRecords,
+        InputGroups = InputGroups - other.InputGroups,
+        SkippedRecords = SkippedRecords - other.SkippedRecords,
+        User = User is null || other.User is null ? User : MergeUser(User, Negated(other.User)),
+    };
+
+    private static Dictionary<string, long> Negated(Dictionary<string, long> counters)
+    {
+        var negated = new Dictionary<string, long>(counters.Count, StringComparer.Ordinal);
+        foreach (var (name, value) in counters)
+        {
+            negated[name] = -value;
+        }
+        return negated;
+    }
+
     private static Dictionary<string, long>? MergeUser(Dictionary<string, long>? a, Dictionary<string, long>? b)
     {
         if (a is null || b is null)
@@ -174,6 +202,11 @@ public sealed record JobStatus
     public int BackupWins { get; init; }
     /// <summary>Tasks the leader sent again because their attempt's report never came (its worker gone, or past its time limit).</summary>
     public int RecoveredAttempts { get; init; }
+    /// <summary>
+    /// Map tasks run again because a reducer found their committed output missing or damaged (Hadoop's
+    /// fetch failures re-executing a map): the job's maps ran once more each time.
+    /// </summary>
+    public int MapReruns { get; init; }
     public TaskCounters MapCounters { get; init; } = TaskCounters.Zero;
     public TaskCounters ReduceCounters { get; init; } = TaskCounters.Zero;
     public string? Error { get; init; }
@@ -252,6 +285,8 @@ public sealed record TaskRecord
     public DateTimeOffset? FinishedAt { get; init; }
     /// <summary>Times the leader sent this task again because an attempt's report never came.</summary>
     public int Recoveries { get; init; }
+    /// <summary>Times this map ran again because a reducer found its committed output missing or damaged.</summary>
+    public int Reruns { get; init; }
     /// <summary>When the leader sent a backup attempt for this straggler (one per task at most).</summary>
     public DateTimeOffset? BackupAt { get; init; }
     /// <summary>A map task's winning output file's length: the manifest gives it to reducers, who read its index at the end.</summary>
@@ -273,6 +308,8 @@ public enum AttemptOutcome
     Killed,
     /// <summary>Its report never came (its worker died or froze past its lease); the leader sent the task again.</summary>
     Lost,
+    /// <summary>A map attempt that committed, but whose output a reducer later found missing or damaged: the map ran again.</summary>
+    OutputLost,
 }
 
 /// <summary>One attempt of a task: where and when it ran and how it ended.</summary>

@@ -36,6 +36,8 @@ public sealed record TaskMessage
     public bool Backup { get; init; }
     /// <summary>Range-partitioned jobs' maps: the blob (in the intermediates container) holding the R − 1 cut points.</summary>
     public string? PartitionCuts { get; init; }
+    /// <summary>A map-only job's map: its output is kept for a later reduce-only job, which cannot have a lost one run again.</summary>
+    public bool MapOnly { get; init; }
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<TaskEventKind>))]
@@ -75,6 +77,13 @@ public sealed record TaskEvent
     /// <c>StartReportDelay</c>): when it started. The leader counts the attempt's start from it.
     /// </summary>
     public DateTimeOffset? StartedAt { get; init; }
+    /// <summary>
+    /// A failed reduce whose input from this map (of its own job) was missing or damaged: the leader runs
+    /// the map again and sends the reduce once more (its message was completed, not retried).
+    /// </summary>
+    public int? LostMap { get; init; }
+    /// <summary>The map attempt whose output was lost, so a report about an output already replaced changes no map.</summary>
+    public string? LostMapAttempt { get; init; }
 }
 
 /// <summary>

@@ -40,6 +40,14 @@ public abstract class BlobWriter : Stream
     /// </summary>
     public abstract Task<bool> CommitAsync(bool overwrite, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Whether the commit must survive a crash of the machine (the default). False for what the engine
+    /// makes again when it is lost (a map output: the reducer that finds it missing or damaged has its map
+    /// run again), so a file system store skips the fsync, as Hadoop and Spark write map outputs; an
+    /// object store commits durably either way.
+    /// </summary>
+    public bool Durable { get; set; } = true;
+
     public sealed override bool CanRead => false;
     public sealed override bool CanSeek => false;
     public sealed override bool CanWrite => true;

@@ -233,10 +233,16 @@ public sealed class JobPlanner(
         using var span = QueueTracing.Start(QueueTracing.Coordinator, "reduce phase start", spec.TraceParent);
         span?.SetTag("queue.job", spec.Id);
         await blobs.CreateContainerIfMissingAsync(storage.OutputContainer, cancellationToken);
-        var reduces = new TaskRecord[spec.ReduceTasks];
-        for (var r = 0; r < reduces.Length; r++)
+        // Back from re-running maps whose output a reduce lost: the reduces stay as they are (the done ones
+        // done, the one that found the loss planned again); the rest of the plan starts them.
+        var reduces = run.Reduces;
+        if (reduces.Length != spec.ReduceTasks)
         {
-            reduces[r] = new TaskRecord { Phase = TaskPhase.Reduce, Index = r, State = TaskState.Planned };
+            reduces = new TaskRecord[spec.ReduceTasks];
+            for (var r = 0; r < reduces.Length; r++)
+            {
+                reduces[r] = new TaskRecord { Phase = TaskPhase.Reduce, Index = r, State = TaskState.Planned };
+            }
         }
         var status = run.Status with
         {

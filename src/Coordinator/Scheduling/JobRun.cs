@@ -5,8 +5,8 @@ namespace Queue.Coordinator.Scheduling;
 /// <summary>The leader's in-memory copy of one active job; changed only after its fenced write succeeded.</summary>
 public sealed class JobRun(JobSpec spec, JobStatus status)
 {
-    // Per phase, an index before which no task is Planned: tasks leave Planned in index order and never
-    // return to it, so admission need not scan a phase from its start each time (quadratic in its tasks).
+    // Per phase, an index before which no task is Planned: tasks leave Planned in index order and return
+    // to it only through Reopen, so admission need not scan a phase from its start each time (quadratic in its tasks).
     private readonly int[] plannedFrom = new int[3];
     private TaskRecord[] maps = [];
     private TaskRecord[] reduces = [];
@@ -54,6 +54,12 @@ public sealed class JobRun(JobSpec spec, JobStatus status)
 
     /// <summary>No task of <paramref name="phase"/> before this index is Planned.</summary>
     public int PlannedFrom(TaskPhase phase) => plannedFrom[(int)phase];
+
+    /// <summary>
+    /// A task of <paramref name="phase"/> put back to Planned (a map whose output was lost, the reduce that
+    /// found it): admission looks from it again.
+    /// </summary>
+    public void Reopen(TaskPhase phase, int index) => plannedFrom[(int)phase] = Math.Min(plannedFrom[(int)phase], index);
 
     /// <summary>Moves the phase's admission cursor on (the tasks before <paramref name="index"/> were admitted).</summary>
     public void AdmittedTo(TaskPhase phase, int index) => plannedFrom[(int)phase] = Math.Max(plannedFrom[(int)phase], index);

@@ -145,6 +145,7 @@ public sealed class TaskDispatcher([FromKeyedServices(QueueNames.Tasks)] IWorkQu
             IntermediatesOf = spec.MapJob ?? spec.Id,
             Backup = backup,
             PartitionCuts = phase == TaskPhase.Map && spec.NeedsSample ? TaskNames.PartitionCuts(spec.Id) : null,
+            MapOnly = spec.MapOnly,
         }, QueueJsonContext.Default.TaskMessage);
     }
 }

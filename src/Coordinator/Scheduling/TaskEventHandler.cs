@@ -120,6 +120,14 @@ public sealed class TaskEventHandler(
             }
             foreach (var job in staged.Values)
             {
+                if (job.FailWith is { } error)
+                {
+                    if (session.Active.ContainsKey(job.Run.Spec.Id))
+                    {
+                        await finisher.EndAsync(session, job.Run, JobState.Failed, error, cancellationToken);
+                    }
+                    continue;
+                }
                 foreach (var phase in job.Succeeded)
                 {
                     await planner.AdvanceAsync(session, job.Run, phase, cancellationToken);
@@ -197,6 +205,8 @@ public sealed class TaskEventHandler(
         public HashSet<TaskPhase> Succeeded { get; } = [];
         /// <summary>The spans of the results this batch records for the job.</summary>
         public List<System.Diagnostics.Activity> Spans { get; } = [];
+        /// <summary>Why the job fails once this batch's write landed (a map whose output was lost too often).</summary>
+        public string? FailWith { get; set; }
 
         public void EndSpans(string? error)
         {
@@ -333,6 +343,48 @@ public sealed class TaskEventHandler(
         return outcome == AttemptOutcome.Succeeded ? AttemptRecord.EndRunning(history, AttemptOutcome.Killed, report.At)! : history;
     }
 
+    /// <summary>
+    /// Puts map <paramref name="index"/> back to Planned when the output a reduce lost is still its winner
+    /// (reports from other reduces about the same output, or about one since replaced, change nothing),
+    /// and the job back to its map phase; its counters come off the job's, for the re-run to count again.
+    /// A map whose output was lost more often than the job's <c>maxAttempts</c> fails the job instead.
+    /// </summary>
+    private JobStatus RerunMap(StagedJob run, int index, TaskEvent report, JobStatus status)
+    {
+        var maps = run.Next.Maps;
+        if (index < 0 || index >= maps.Length || maps[index] is not { State: TaskState.Done } map || map.WinningAttempt != report.LostMapAttempt)
+        {
+            return status;
+        }
+        if (map.Reruns >= run.Run.Spec.MaxAttempts)
+        {
+            run.FailWith = $"The output of map task {TaskNames.TaskId(TaskPhase.Map, index)} was lost {map.Reruns + 1} times (last: {report.Error}).";
+            return status;
+        }
+        var history = map.History;
+        if (AttemptRecord.Find(history, map.WinningAttempt!) is { } winner)
+        {
+            history = AttemptRecord.Put(history, winner with { Outcome = AttemptOutcome.OutputLost, Error = report.Error is { Length: > 400 } e ? e[^400..] : report.Error });
+        }
+        var rerun = map with
+        {
+            State = TaskState.Planned, WinningAttempt = null, OutputLength = null, Counters = null, FinishedAt = null, RecordedAt = null,
+            Reruns = map.Reruns + 1, LastError = report.Error, History = history,
+        };
+        var updated = ReferenceEquals(maps, run.Run.Maps) ? (TaskRecord[])maps.Clone() : maps;
+        updated[index] = rerun;
+        run.Changed[(TaskPhase.Map, index)] = rerun;
+        run.Next.SetTasks(TaskPhase.Map, updated);
+        run.Next.Reopen(TaskPhase.Map, index);
+        Log.MapRerun(logger, report.JobId, report.Index, index, report.LostMapAttempt!, rerun.Reruns);
+        return JobRun.WithMove(status, TaskPhase.Map, TaskState.Done, TaskState.Planned) with
+        {
+            State = status.State == JobState.Reducing ? JobState.Mapping : status.State,
+            MapCounters = status.MapCounters.Subtract(map.Counters ?? TaskCounters.Zero),
+            MapReruns = status.MapReruns + 1,
+        };
+    }
+
     /// <summary>Applies one event to its job's staged copy; returns that job, or null when the event is for no active job or unreadable.</summary>
     private StagedJob? Stage(LeaderSession session, ILeasedMessage message, Dictionary<string, StagedJob> staged)
     {
@@ -416,16 +468,28 @@ public sealed class TaskEventHandler(
                 }
                 break;
             case TaskEventKind.Failed:
-                // Only the latest attempt's failure puts the task back to waiting; the queue redelivers it.
+                // A reduce that found a map's committed output missing or damaged: that map runs again, and the
+                // reduce is sent anew once the maps are all done (its worker completed the message: no attempt
+                // of its own is used). Any other failure: only the latest attempt's puts the task back to
+                // waiting, and the queue redelivers it.
+                var lost = report.LostMap is not null && report.Phase == TaskPhase.Reduce && run.Run.Spec.MapJob is null;
                 task = task with
                 {
-                    State = task.LastAttempt == report.AttemptId ? TaskState.Queued : task.State,
+                    State = task.LastAttempt == report.AttemptId ? (lost ? TaskState.Planned : TaskState.Queued) : task.State,
                     FailedAttempts = task.FailedAttempts + 1,
                     LastFailedAttempt = report.AttemptId,
                     LastError = report.Error,
                     History = Ended(task, report, AttemptOutcome.Failed, null),
                 };
                 status = status with { FailedAttempts = status.FailedAttempts + 1 };
+                if (lost)
+                {
+                    if (task.State == TaskState.Planned)
+                    {
+                        run.Next.Reopen(TaskPhase.Reduce, report.Index);
+                    }
+                    status = RerunMap(run, report.LostMap!.Value, report, status);
+                }
                 break;
             case TaskEventKind.Progress when report.AttemptId != task.LastAttempt:
                 Log.EventIgnored(logger, report.Kind.ToString(), report.JobId, taskId, report.AttemptId, "not the current attempt");

@@ -10,13 +10,14 @@ const colors = {
   Map: { Succeeded: "#3b82f6", Running: "#93c5fd" },
   Reduce: { Succeeded: "#16a34a", Running: "#86efac" },
   Sample: { Succeeded: "#9333ea", Running: "#d8b4fe" },
-  Failed: "#dc2626", Killed: "#9ca3af", Lost: "#f59e0b",
+  Failed: "#dc2626", Killed: "#9ca3af", Lost: "#f59e0b", OutputLost: "#ea580c",
 };
 const fill = (bar) => (bar.outcome === "Succeeded" || bar.outcome === "Running" ? colors[bar.phase][bar.outcome] : colors[bar.outcome]);
 
 document.getElementById("legend").append(...[
   ["map", colors.Map.Succeeded], ["reduce", colors.Reduce.Succeeded], ["sample", colors.Sample.Succeeded], ["running", colors.Map.Running],
   ["failed", colors.Failed], ["killed (another attempt won, or the job ended)", colors.Killed], ["lost (no report; sent again)", colors.Lost],
+  ["output lost (a reducer found it missing or damaged; the map ran again)", colors.OutputLost],
   ["queue wait", "#cbd5e1"], ["backup", "#fff; outline: 2px solid #111"], ["backup that won", "#fff; outline: 3px solid #d4a017"],
 ].map(([label, color]) => { const s = document.createElement("span"); s.innerHTML = `<i style="background:${color}"></i>`; s.append(label); return s; }));
 
@@ -149,15 +150,15 @@ function render() {
     row("submitted", new Date(s.submittedAt).toLocaleString()),
     row("map phase", `${phase(s.map)}${s.mapSeconds != null ? `, ${s.mapSeconds.toFixed(3)} s` : ""}`),
     row("reduce phase", `${phase(s.reduce)}${s.reduceSeconds != null ? `, ${s.reduceSeconds.toFixed(3)} s` : ""}`),
-    row("attempts", `${s.attempts} (${s.failedAttempts} failed, ${s.killedAttempts} killed, ${s.backupAttempts} backups of which ${s.backupWins} won, ${s.recoveredAttempts} sent again)`),
+    row("attempts", `${s.attempts} (${s.failedAttempts} failed, ${s.killedAttempts} killed, ${s.backupAttempts} backups of which ${s.backupWins} won, ${s.recoveredAttempts} sent again, ${s.mapReruns} maps run again for lost output)`),
     row("priority", `${t.spec.priority} (weight ${s.weight})`),
     row("trace", s.traceId ?? "—"),
   ]);
   const counters = ["inputBytes", "inputRecords", "outputRecords", "outputBytes", "combineInputRecords", "combineOutputRecords", "spilledRecords", "inputGroups", "skippedRecords"];
   rows("counters", counters.map((c) => row(c, s.mapCounters[c], s.reduceCounters[c])));
   document.getElementById("error").textContent = s.error ?? "";
-  const problems = t.bars.filter((b) => b.outcome === "Failed" || b.outcome === "Lost").map((b) =>
-    row(b.task, b.attempt, t.lanes[b.lane].worker, b.outcome === "Lost" ? "no report came; sent again" : b.error));
+  const problems = t.bars.filter((b) => b.outcome === "Failed" || b.outcome === "Lost" || b.outcome === "OutputLost").map((b) =>
+    row(b.task, b.attempt, t.lanes[b.lane].worker, b.outcome === "Lost" ? "no report came; sent again" : b.outcome === "OutputLost" ? `output lost; the map ran again: ${b.error}` : b.error));
   rows("errors", [...problems, ...t.deadLetters.map((d) => row(d.split(":")[0], "", "", `dead-lettered: ${d.slice(d.indexOf(":") + 1)}`))]);
   rows("outputs", t.outputs.map((o) => row(o.name, o.length.toLocaleString())));
   document.getElementById("spec").textContent = JSON.stringify(t.spec, null, 2);

@@ -76,6 +76,10 @@ public static class MapOutputFile
     {
         collector.Finish();
         await using var blob = await blobs.OpenWriteAsync(container, TaskNames.MapOutput(task.JobId, task.Index, attemptId), cancellationToken);
+        // Not fsynced: an output lost with the machine (or damaged) is found by its reducer, whose report
+        // has the map run again. A map-only job's outputs, kept for a later reduce-only job that cannot
+        // re-run them, are written durably.
+        blob.Durable = task.MapOnly;
         var length = Write(blob, task.ReduceTasks, (partition, writer) =>
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -85,8 +89,12 @@ public static class MapOutputFile
         return (length, length - IndexBytes(task.ReduceTasks), records);
     }
 
-    /// <summary>Reads the index from the last <see cref="IndexBytes"/> of a file; throws on a file that is not one.</summary>
-    public static MapOutputIndex ParseIndex(ReadOnlySpan<byte> index, int partitions)
+    /// <summary>
+    /// Reads the index from the last <see cref="IndexBytes"/> of a file of <paramref name="fileLength"/>
+    /// bytes; throws on a file that is not one, or whose segments do not fill it exactly (a file cut short,
+    /// or never written in full before its machine went down: map outputs are not fsynced).
+    /// </summary>
+    public static MapOutputIndex ParseIndex(ReadOnlySpan<byte> index, int partitions, long fileLength)
     {
         if (index.Length != IndexBytes(partitions)
             || BinaryPrimitives.ReadInt32LittleEndian(index[^8..]) != partitions
@@ -99,6 +107,14 @@ public static class MapOutputFile
         for (var p = 0; p <= partitions; p++)
         {
             offsets[p] = BinaryPrimitives.ReadInt64LittleEndian(index[(p * sizeof(long))..]);
+            if (p == 0 ? offsets[p] != 0 : offsets[p] < offsets[p - 1])
+            {
+                throw new InvalidDataException("A map output's index is damaged: its segments are out of order.");
+            }
+        }
+        if (offsets[partitions] + index.Length != fileLength)
+        {
+            throw new InvalidDataException($"A map output's index does not match its length ({fileLength} bytes).");
         }
         var checksums = new uint[partitions];
         for (var p = 0; p < partitions; p++)
@@ -122,6 +138,24 @@ public static class MapOutputFile
         new($"Map output {name} is damaged: partition {partition}'s bytes do not match their checksum.");
 }
 
+/// <summary>
+/// A reduce's input from one map's committed output is missing or damaged (Hadoop's fetch failure):
+/// for a map of the reduce's own job the leader runs that map again and sends the reduce once more.
+/// </summary>
+public sealed class MapOutputLostException(string jobId, int map, string attempt, Exception cause)
+    : Exception($"Map {map}'s output (attempt {attempt}) is lost: {cause.Message}", cause)
+{
+    /// <summary>The job whose map output it is (a reduce-only job reads another job's).</summary>
+    public string JobId { get; } = jobId;
+
+    public int Map { get; } = map;
+
+    public string Attempt { get; } = attempt;
+
+    /// <summary>What a missing or damaged map output throws as it is read (any other failure is not the output's).</summary>
+    public static bool IsLoss(Exception e) => e is MapOutputLostException or BlobNotFoundException or InvalidDataException or EndOfStreamException;
+}
+
 /// <summary>Where each partition's segment lies in a map output file, how many records it holds and its checksum.</summary>
 public sealed class MapOutputIndex(long[] offsets, long[] records, uint[] checksums)
 {
@@ -135,7 +169,7 @@ public sealed class MapOutputIndex(long[] offsets, long[] records, uint[] checks
 }
 
 /// <summary>A map output segment read from its blob, its checksum verified when the read reaches the end.</summary>
-public sealed class VerifyingStream(Stream inner, long length, uint checksum, string name, int partition) : ReadOnlyWrapperStream(inner)
+public sealed class VerifyingStream(Stream inner, long length, uint checksum, string name, int partition, Func<Exception, Exception> lost) : ReadOnlyWrapperStream(inner)
 {
     private uint crc;
     private long seen;
@@ -161,7 +195,7 @@ public sealed class VerifyingStream(Stream inner, long length, uint checksum, st
         // The end: nothing more though room was asked for.
         if (read.Length == 0 && asked > 0 && (seen != length || crc != checksum))
         {
-            throw MapOutputFile.Damaged(name, partition);
+            throw lost(MapOutputFile.Damaged(name, partition));
         }
     }
 }

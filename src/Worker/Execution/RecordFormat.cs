@@ -104,6 +104,8 @@ public sealed class RecordReader : IRecordSource
     // Records already in memory are read in place: never compacted, never refilled, never returned
     // to the pool by the reader (an owner, if any, is disposed instead).
     private readonly bool inMemory;
+    // What a malformed record is reported as: the stream's source's own failure (a damaged map output).
+    private readonly Func<Exception, Exception>? damaged;
     private IDisposable? owner;
     private byte[] buffer;
     private int start;
@@ -113,9 +115,11 @@ public sealed class RecordReader : IRecordSource
     private int valueStart;
     private int valueLength;
 
-    public RecordReader(Stream stream)
+    /// <summary>Records from <paramref name="stream"/>; a malformed one throws what <paramref name="damaged"/> makes of the error, when given.</summary>
+    public RecordReader(Stream stream, Func<Exception, Exception>? damaged = null)
     {
         this.stream = stream;
+        this.damaged = damaged;
         buffer = PooledArrays<byte>.Rent(1 << 16);
     }
 
@@ -162,7 +166,7 @@ public sealed class RecordReader : IRecordSource
         var keyHeader = pos - start;
         if (!Ensure(keyHeader + keyLength + 1))
         {
-            throw new InvalidDataException("Truncated intermediate record.");
+            throw Malformed("Truncated intermediate record.");
         }
         Ensure(keyHeader + keyLength + 10);
         pos = start + keyHeader + keyLength;
@@ -170,7 +174,7 @@ public sealed class RecordReader : IRecordSource
         var valueHeader = pos - (start + keyHeader + keyLength);
         if (!Ensure(keyHeader + keyLength + valueHeader + valueLength))
         {
-            throw new InvalidDataException("Truncated intermediate record.");
+            throw Malformed("Truncated intermediate record.");
         }
         keyStart = start + keyHeader;
         valueStart = keyStart + keyLength + valueHeader;
@@ -189,6 +193,8 @@ public sealed class RecordReader : IRecordSource
         owner?.Dispose();
         owner = null;
     }
+
+    private Exception Malformed(string message) => damaged is null ? new InvalidDataException(message) : damaged(new InvalidDataException(message));
 
     /// <summary>Makes at least <paramref name="count"/> bytes available from <see cref="start"/>; false at end of stream.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -237,7 +243,7 @@ public sealed class RecordReader : IRecordSource
         {
             if (pos >= end)
             {
-                throw new InvalidDataException("Truncated intermediate record header.");
+                throw Malformed("Truncated intermediate record header.");
             }
             var b = buffer[pos++];
             result |= (b & 0x7F) << shift;
@@ -248,7 +254,7 @@ public sealed class RecordReader : IRecordSource
             shift += 7;
             if (shift > 28)
             {
-                throw new InvalidDataException("Corrupt intermediate record length.");
+                throw Malformed("Corrupt intermediate record length.");
             }
         }
     }

@@ -46,16 +46,23 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
         await Parallel.ForEachAsync(Enumerable.Range(0, maps), copies, async (m, ct) =>
         {
             var name = TaskNames.MapOutput(source, m, manifest.Attempts[m]);
-            if (lengths[m] <= options.MapOutputCacheBytes / 64)
+            try
             {
-                var whole = await WholeFileAsync(name, lengths[m], ct);
-                var cachedIndex = indexes.GetOrAdd(name, static (_, state) =>
-                    MapOutputFile.ParseIndex(state.whole.AsSpan(state.whole.Length - MapOutputFile.IndexBytes(state.partitions)), state.partitions), (whole, partitions));
-                segments[m] = new Segment(name, cachedIndex.Offset(partition), cachedIndex.Length(partition), cachedIndex.Checksum(partition), whole);
-                return;
+                if (lengths[m] <= options.MapOutputCacheBytes / 64)
+                {
+                    var whole = await WholeFileAsync(name, lengths[m], ct);
+                    var cachedIndex = indexes.GetOrAdd(name, static (_, state) =>
+                        MapOutputFile.ParseIndex(state.whole.AsSpan(state.whole.Length - MapOutputFile.IndexBytes(state.partitions)), state.partitions, state.whole.Length), (whole, partitions));
+                    segments[m] = new Segment(name, cachedIndex.Offset(partition), cachedIndex.Length(partition), cachedIndex.Checksum(partition), whole);
+                    return;
+                }
+                var index = await IndexAsync(name, lengths[m], partitions, ct);
+                segments[m] = new Segment(name, index.Offset(partition), index.Length(partition), index.Checksum(partition), null);
             }
-            var index = await IndexAsync(name, lengths[m], partitions, ct);
-            segments[m] = new Segment(name, index.Offset(partition), index.Length(partition), index.Checksum(partition), null);
+            catch (Exception e) when (MapOutputLostException.IsLoss(e))
+            {
+                throw Lost(source, manifest, m, e);
+            }
         });
 
         // In map order, each segment of at most a quarter of the budget goes into memory while the budget lasts:
@@ -85,10 +92,17 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                     return;
                 }
                 var segment = segments[m];
-                await using var stream = await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, ct);
-                var slice = arena.Data.AsMemory((int)slices[m], (int)segment.Length);
-                await stream.ReadExactlyAsync(slice, ct);
-                MapOutputFile.Verify(slice.Span, segment.Checksum, segment.Name, partition);
+                try
+                {
+                    await using var stream = await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, ct);
+                    var slice = arena.Data.AsMemory((int)slices[m], (int)segment.Length);
+                    await stream.ReadExactlyAsync(slice, ct);
+                    MapOutputFile.Verify(slice.Span, segment.Checksum, segment.Name, partition);
+                }
+                catch (Exception e) when (MapOutputLostException.IsLoss(e))
+                {
+                    throw Lost(source, manifest, m, e);
+                }
             });
         }
 
@@ -108,7 +122,14 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                 if (segment.Data is { } data)
                 {
                     // A cached whole file: each reduce checks its own partition's bytes.
-                    MapOutputFile.Verify(data.AsSpan((int)segment.Offset, (int)segment.Length), segment.Checksum, segment.Name, partition);
+                    try
+                    {
+                        MapOutputFile.Verify(data.AsSpan((int)segment.Offset, (int)segment.Length), segment.Checksum, segment.Name, partition);
+                    }
+                    catch (InvalidDataException e)
+                    {
+                        throw Lost(source, manifest, m, e);
+                    }
                     inputs.Add(new RecordReader(data, (int)segment.Offset, (int)segment.Length));
                     continue;
                 }
@@ -117,8 +138,19 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
                     inputs.Add(new RecordReader(arena!.Data, (int)slices[m], (int)segment.Length, arena.Share()));
                     continue;
                 }
-                inputs.Add(new RecordReader(new VerifyingStream(await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, cancellationToken),
-                    segment.Length, segment.Checksum, segment.Name, partition)));
+                Stream stream;
+                try
+                {
+                    stream = await blobs.OpenReadAsync(container, segment.Name, segment.Offset, segment.Length, cancellationToken);
+                }
+                catch (BlobNotFoundException e)
+                {
+                    throw Lost(source, manifest, m, e);
+                }
+                // Read as the merge goes: damage shows at the segment's end, mid-merge, and is reported as this map's.
+                var map = m;
+                Func<Exception, Exception> lost = e => Lost(source, manifest, map, e);
+                inputs.Add(new RecordReader(new VerifyingStream(stream, segment.Length, segment.Checksum, segment.Name, partition, lost), lost));
                 if (++streams == options.MergeFactor)
                 {
                     // Too many open streams for one pass: merge what is here into a local run first.
@@ -136,6 +168,18 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
             throw;
         }
         return (inputs, bytes);
+    }
+
+    /// <summary>
+    /// The failure of map <paramref name="m"/>'s output, with this worker's cached copy of it (a damaged
+    /// file, or the index of a missing one) dropped: a later attempt reads it again.
+    /// </summary>
+    private MapOutputLostException Lost(string source, MapManifest manifest, int m, Exception cause)
+    {
+        var name = TaskNames.MapOutput(source, m, manifest.Attempts[m]);
+        files.TryRemove(name, out _);
+        indexes.TryRemove(name, out _);
+        return cause as MapOutputLostException ?? new MapOutputLostException(source, m, manifest.Attempts[m], cause);
     }
 
     /// <summary>A small map output file, read whole once per worker and kept while the cache has room (oldest out first).</summary>
@@ -191,7 +235,7 @@ public sealed class ShuffleFetcher(IBlobStore blobs, IOptions<StorageOptions> st
         {
             await stream.ReadExactlyAsync(bytes, cancellationToken);
         }
-        var index = MapOutputFile.ParseIndex(bytes, partitions);
+        var index = MapOutputFile.ParseIndex(bytes, partitions, length);
         if (indexes.Count >= MaxCachedIndexes)
         {
             indexes.Clear();
