@@ -80,7 +80,9 @@ public static class QueueHostingExtensions
         switch (adapters.BlobStore.ToLowerInvariant())
         {
             case "filesystem":
-                services.AddSingleton<IBlobStore>(sp => new MeteredBlobStore(new FileSystemBlobStore(adapters.DataPath), sp.GetRequiredService<BlobOperations>()));
+                services.AddSingleton<IBlobStore>(sp => new MeteredBlobStore(
+                    new FileSystemBlobStore(adapters.DataPath, sp.GetRequiredService<IOptions<StorageOptions>>().Value.IntermediateContainer),
+                    sp.GetRequiredService<BlobOperations>()));
                 break;
             case "azureblob":
                 AddAzureClient(services);

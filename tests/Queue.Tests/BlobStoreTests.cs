@@ -9,7 +9,62 @@ public sealed class FileSystemBlobStoreTests : IDisposable
     private readonly string root = Path.Combine(Path.GetTempPath(), "queue-tests", Guid.NewGuid().ToString("N"));
     private readonly FileSystemBlobStore store;
 
-    public FileSystemBlobStoreTests() => store = new FileSystemBlobStore(root);
+    // "mid" holds intermediates here: its deleted blobs' files are kept for reuse, in every test below.
+    public FileSystemBlobStoreTests() => store = new FileSystemBlobStore(root, recycledContainer: "mid");
+
+    private string FreeFolder => Path.Combine(root, ".tmp", "free");
+
+    /// <summary>The file's inode number, from stat(1): the same number is the same file.</summary>
+    private static async Task<string> InodeAsync(string path)
+    {
+        using var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%i", path]) { RedirectStandardOutput = true })!;
+        var inode = (await stat.StandardOutput.ReadToEndAsync()).Trim();
+        await stat.WaitForExitAsync();
+        Assert.Equal(0, stat.ExitCode);
+        return inode;
+    }
+
+    [Fact]
+    public async Task ADeletedIntermediateLeavesItsFileEmptiedForTheNextWriteOfAnyProcess()
+    {
+        await store.PutAsync("mid", "job/m-1.out", Encoding.UTF8.GetBytes("a map output"), CancellationToken.None);
+        var inode = await InodeAsync(Path.Combine(root, "mid", "job", "m-1.out"));
+        Assert.True(await store.DeleteAsync("mid", "job/m-1.out", CancellationToken.None));
+        // Deleted as far as anyone can see: gone, its emptied folder too, and its bytes.
+        Assert.False(await store.DeleteAsync("mid", "job/m-1.out", CancellationToken.None));
+        await Assert.ThrowsAsync<BlobNotFoundException>(() => store.OpenReadAsync("mid", "job/m-1.out", 0, null, CancellationToken.None));
+        Assert.False(Directory.Exists(Path.Combine(root, "mid", "job")));
+        Assert.Equal(0, new FileInfo(Assert.Single(Directory.GetFiles(FreeFolder))).Length);
+        // Another process on the folder (its own store) finds the free file and writes into it: no new file.
+        var other = new FileSystemBlobStore(root, recycledContainer: "mid");
+        await other.PutAsync("mid", "job2/m-7.out", Encoding.UTF8.GetBytes("another"), CancellationToken.None);
+        Assert.Equal(inode, await InodeAsync(Path.Combine(root, "mid", "job2", "m-7.out")));
+        Assert.Empty(Directory.GetFiles(FreeFolder));
+        Assert.Equal("another", Encoding.UTF8.GetString(await store.ReadAllBytesAsync("mid", "job2/m-7.out", CancellationToken.None)));
+        // Other containers' blobs are deleted outright (a reader of a deleted output keeps its bytes), and a folder of blobs is no blob.
+        await store.PutAsync("outs", "part-00000", new byte[10], CancellationToken.None);
+        Assert.True(await store.DeleteAsync("outs", "part-00000", CancellationToken.None));
+        await store.PutAsync("mid", "d/e", new byte[1], CancellationToken.None);
+        Assert.False(await store.DeleteAsync("mid", "d", CancellationToken.None));
+        Assert.Empty(Directory.GetFiles(FreeFolder));
+        Assert.Equal(["d/e", "job2/m-7.out"], await ListAsync("mid"));
+    }
+
+    [Fact]
+    public async Task AtMostMaxFreeFilesAreKept()
+    {
+        var count = FileSystemBlobStore.MaxFree + 3;
+        for (var i = 0; i < count; i++)
+        {
+            await store.PutAsync("mid", $"job/{i}", new byte[1], CancellationToken.None);
+        }
+        for (var i = 0; i < count; i++)
+        {
+            Assert.True(await store.DeleteAsync("mid", $"job/{i}", CancellationToken.None));
+        }
+        Assert.Empty(await ListAsync("mid"));
+        Assert.Equal(FileSystemBlobStore.MaxFree, Directory.GetFiles(FreeFolder).Length);
+    }
 
     public void Dispose() => Directory.Delete(root, recursive: true);
 
