@@ -335,6 +335,7 @@ public sealed class TaskProcessor(
                 // lost output of its map-only job fails it as any other error does.)
                 Log.MapOutputLost(logger, task.JobId, taskId, attemptId, lost.Map, lost.Attempt, lost.Message);
                 metrics.Failed(task.Phase, time.GetElapsedTime(started));
+                metrics.MapOutputLost();
                 await ReportAsync(task, attemptId, message.DeliveryCount, TaskEventKind.Failed, $"{nameof(MapOutputLostException)}: {lost.Message}", null, watch.Status,
                     startedAt: unreportedStart, lostMap: lost);
                 await SettleAsync(message, static (m, c) => m.CompleteAsync(c));
@@ -374,7 +375,12 @@ public sealed class TaskProcessor(
                 var delay = wake - now;
                 if (delay > TimeSpan.Zero)
                 {
-                    await Task.Delay(delay, time, attempt.Token);
+                    // Most attempts end during this wait: ending it throws nothing (an exception per task was ~2 % of the CPU).
+                    await Task.Delay(delay, time, attempt.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    if (attempt.IsCancellationRequested)
+                    {
+                        break;
+                    }
                 }
                 now = time.GetUtcNow();
                 try
@@ -429,11 +435,9 @@ public sealed class TaskProcessor(
     {
         if (options.StartReportDelay > TimeSpan.Zero)
         {
-            try
-            {
-                await Task.Delay(options.StartReportDelay, time, ended);
-            }
-            catch (OperationCanceledException)
+            // A short task ends within the delay: that is the usual case, so it throws nothing.
+            await Task.Delay(options.StartReportDelay, time, ended).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (ended.IsCancellationRequested)
             {
                 return false;
             }

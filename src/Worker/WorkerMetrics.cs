@@ -17,6 +17,7 @@ public sealed class WorkerMetrics
     private readonly Histogram<double> duration;
     private readonly Counter<long> renewals;
     private readonly Counter<long> leasesLost;
+    private readonly Counter<long> mapOutputsLost;
     private readonly Counter<long> bytesRead;
     private readonly Counter<long> bytesWritten;
     private readonly Counter<long> recordsIn;
@@ -33,6 +34,8 @@ public sealed class WorkerMetrics
         duration = meter.CreateHistogram<double>("queue.task.duration", "s", "Task attempt run time, by phase and outcome.");
         renewals = meter.CreateCounter<long>("queue.lease.renewals", "{renewal}", "Lease renewals.");
         leasesLost = meter.CreateCounter<long>("queue.leases.lost", "{lease}", "Leases lost while a task ran.");
+        mapOutputsLost = meter.CreateCounter<long>("queue.map_outputs.lost", "{output}",
+            "Map outputs a reduce found missing or damaged (reported for the map to run again): a disk or a store losing data shows here.");
         bytesRead = meter.CreateCounter<long>("queue.bytes.read", "By", "Bytes read by tasks, by phase.");
         bytesWritten = meter.CreateCounter<long>("queue.bytes.written", "By", "Bytes written by tasks, by phase.");
         recordsIn = meter.CreateCounter<long>("queue.records.in", "{record}", "Records read by tasks, by phase.");
@@ -77,6 +80,8 @@ public sealed class WorkerMetrics
     public void LeaseRenewed() => renewals.Add(1);
 
     public void LeaseLost() => leasesLost.Add(1);
+
+    public void MapOutputLost() => mapOutputsLost.Add(1);
 
     private static KeyValuePair<string, object?> Phase(TaskPhase phase) => new("phase", phase switch { TaskPhase.Map => "map", TaskPhase.Reduce => "reduce", _ => "sample" });
 }

@@ -51,6 +51,17 @@ public sealed class FileSystemBlobStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task AFreeFileAProcessLeftUnemptiedIsCutToWhatTheNextWriteWrote()
+    {
+        // A process killed between moving a deleted intermediate's file to the free folder and emptying it.
+        await File.WriteAllTextAsync(Path.Combine(FreeFolder, Guid.NewGuid().ToString("N")), "the deleted blob's bytes, still there");
+        var other = new FileSystemBlobStore(root, recycledContainer: "mid");
+        await other.PutAsync("mid", "job/m-0.out", Encoding.UTF8.GetBytes("new"), CancellationToken.None);
+        Assert.Empty(Directory.GetFiles(FreeFolder)); // it was the file written
+        Assert.Equal("new", Encoding.UTF8.GetString(await other.ReadAllBytesAsync("mid", "job/m-0.out", CancellationToken.None)));
+    }
+
+    [Fact]
     public async Task AtMostMaxFreeFilesAreKept()
     {
         var count = FileSystemBlobStore.MaxFree + 3;

@@ -78,5 +78,8 @@ public sealed class LostMapOutputTests(OneSlotEngineFixture engine) : IClassFixt
         var tasks = (await engine.Client.GetDetailsAsync(id)).Tasks;
         Assert.Equal([0, 1, 1, 0], tasks.Where(t => t.Phase == TaskPhase.Map).OrderBy(t => t.Index).Select(t => t.Reruns));
         Assert.Contains("MapOutputLostException", tasks.Single(t => t.Phase == TaskPhase.Reduce && t.Index == 1).LastError, StringComparison.Ordinal);
+        // And the worker counted both for whoever watches its metrics (a disk losing data shows there).
+        var metrics = await engine.Client.Http.GetStringAsync("/metrics");
+        Assert.Matches(@"(?m)^queue_map_outputs_lost_total(\{[^}]*\})? 2( |$)", metrics);
     }
 }

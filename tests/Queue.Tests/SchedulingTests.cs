@@ -207,6 +207,7 @@ public sealed class SchedulingTests : IAsyncLifetime
         (status, tasks) = await ApplyAsync();
         Assert.Equal(JobState.Mapping, status.State);
         Assert.Equal(1, status.MapReruns);
+        Assert.Null(status.MapFinishedAt); // the map phase ends again once the map has run again
         Assert.Equal(10, status.MapCounters.InputRecords); // map 1's records come off, for its re-run to count again
         var map = tasks[(TaskPhase.Map, 1)];
         Assert.Equal(TaskState.Queued, map.State); // let in again at once
@@ -220,6 +221,7 @@ public sealed class SchedulingTests : IAsyncLifetime
         await SendAsync(events, TaskEventKind.Succeeded, spec.Id, 1, "c1");
         (status, tasks) = await ApplyAsync();
         Assert.Equal(JobState.Reducing, status.State);
+        Assert.NotNull(status.MapFinishedAt);
         Assert.Equal(20, status.MapCounters.InputRecords);
         Assert.Equal(["a0", "c1"], (await ManifestAsync()).Attempts);
         Assert.All([tasks[(TaskPhase.Reduce, 0)], tasks[(TaskPhase.Reduce, 1)]], r => Assert.Equal(TaskState.Queued, r.State));

@@ -330,7 +330,9 @@ public sealed class FileSystemBlobStore : IBlobStore
     /// <summary>A write to <paramref name="tempPath"/>: a new file, or a free one claimed for it (<paramref name="reused"/>).</summary>
     private sealed class FileBlobWriter(string tempPath, bool reused, string finalPath, string containerPath, string name) : BlobWriter
     {
-        private readonly FileStream file = new(tempPath, reused ? FileMode.Truncate : FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+        // A free file is empty (opened without O_TRUNC: ext4 then flushes the file on close, as it does for
+        // every file truncated to nothing and rewritten); what a process killed mid-recycle left is cut at commit.
+        private readonly FileStream file = new(tempPath, reused ? FileMode.Open : FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
         private bool committed;
 
         public override void Write(byte[] buffer, int offset, int count) => file.Write(buffer, offset, count);
@@ -351,6 +353,10 @@ public sealed class FileSystemBlobStore : IBlobStore
         {
             ObjectDisposedException.ThrowIf(committed, this);
             await file.FlushAsync(cancellationToken);
+            if (reused && file.Length > file.Position)
+            {
+                file.SetLength(file.Position);
+            }
             if (Durable)
             {
                 file.Flush(flushToDisk: true);

@@ -380,6 +380,8 @@ public sealed class TaskEventHandler(
         return JobRun.WithMove(status, TaskPhase.Map, TaskState.Done, TaskState.Planned) with
         {
             State = status.State == JobState.Reducing ? JobState.Mapping : status.State,
+            // The map phase ends again when the map has run again: the reduce phase is timed from then.
+            MapFinishedAt = null,
             MapCounters = status.MapCounters.Subtract(map.Counters ?? TaskCounters.Zero),
             MapReruns = status.MapReruns + 1,
         };
