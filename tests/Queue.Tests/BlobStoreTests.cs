@@ -59,6 +59,14 @@ public sealed class FileSystemBlobStoreTests : IDisposable
         await other.PutAsync("mid", "job/m-0.out", Encoding.UTF8.GetBytes("new"), CancellationToken.None);
         Assert.Empty(Directory.GetFiles(FreeFolder)); // it was the file written
         Assert.Equal("new", Encoding.UTF8.GetString(await other.ReadAllBytesAsync("mid", "job/m-0.out", CancellationToken.None)));
+        // The free folder removed by hand: deletes and writes go on, and it is made again.
+        Directory.Delete(FreeFolder);
+        Assert.True(await other.DeleteAsync("mid", "job/m-0.out", CancellationToken.None));
+        Assert.Null(await other.GetPropertiesAsync("mid", "job/m-0.out", CancellationToken.None));
+        await Task.Delay(FileSystemBlobStore.FreeListingInterval + TimeSpan.FromMilliseconds(100));
+        await other.PutAsync("mid", "job/m-1.out", Encoding.UTF8.GetBytes("on"), CancellationToken.None);
+        Assert.True(Directory.Exists(FreeFolder));
+        Assert.Equal(["job/m-1.out"], await ListAsync("mid"));
     }
 
     [Fact]

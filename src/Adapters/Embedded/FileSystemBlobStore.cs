@@ -31,7 +31,8 @@ public sealed class FileSystemBlobStore : IBlobStore
     public const int MaxFree = 4096;
     private const string TempFolder = ".tmp";
     private const string FreeFolder = "free";
-    private static readonly TimeSpan FreeListingInterval = TimeSpan.FromSeconds(1);
+    /// <summary>How often, at most, a process lists the free folder for files others left there.</summary>
+    public static readonly TimeSpan FreeListingInterval = TimeSpan.FromSeconds(1);
     private readonly string root;
     private readonly string freePath;
     private readonly string? recycled;
@@ -201,7 +202,14 @@ public sealed class FileSystemBlobStore : IBlobStore
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            return false;
+            if (!File.Exists(path))
+            {
+                return false;
+            }
+            // The free folder itself is gone (removed by hand): make it again, and delete this one outright.
+            Directory.CreateDirectory(freePath);
+            File.Delete(path);
+            return true;
         }
         try
         {
@@ -260,14 +268,21 @@ public sealed class FileSystemBlobStore : IBlobStore
         }
         free.Clear();
         var count = 0;
-        foreach (var file in Directory.EnumerateFiles(freePath))
+        try
         {
-            var name = Path.GetFileName(file);
-            if (IsStoreFileName(name))
+            foreach (var file in Directory.EnumerateFiles(freePath))
             {
-                free.Enqueue(name);
-                count++;
+                var name = Path.GetFileName(file);
+                if (IsStoreFileName(name))
+                {
+                    free.Enqueue(name);
+                    count++;
+                }
             }
+        }
+        catch (DirectoryNotFoundException)
+        {
+            Directory.CreateDirectory(freePath);
         }
         Volatile.Write(ref freeCount, count);
         return true;
