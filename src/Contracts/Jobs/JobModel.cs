@@ -123,61 +123,49 @@ public sealed record TaskCounters
 
     public static TaskCounters Zero { get; } = new();
 
-    public TaskCounters Add(TaskCounters other) => new()
+    public TaskCounters Add(TaskCounters other) => Plus(other, 1) with
     {
-        InputBytes = InputBytes + other.InputBytes,
-        InputRecords = InputRecords + other.InputRecords,
-        OutputRecords = OutputRecords + other.OutputRecords,
-        OutputBytes = OutputBytes + other.OutputBytes,
-        CombineInputRecords = CombineInputRecords + other.CombineInputRecords,
-        CombineOutputRecords = CombineOutputRecords + other.CombineOutputRecords,
-        SpilledRecords = SpilledRecords + other.SpilledRecords,
-        InputGroups = InputGroups + other.InputGroups,
-        SkippedRecords = SkippedRecords + other.SkippedRecords,
         SkippedSamples = SkippedSamples is null || other.SkippedSamples is null
             ? SkippedSamples ?? other.SkippedSamples
             : [.. SkippedSamples, .. other.SkippedSamples[..Math.Min(other.SkippedSamples.Count, Math.Max(0, 20 - SkippedSamples.Count))]],
-        User = MergeUser(User, other.User),
     };
 
     /// <summary>
     /// These counters without <paramref name="other"/>'s (a map whose output was lost: its re-run counts
     /// again). Skipped-record samples stay: they are examples, not a count.
     /// </summary>
-    public TaskCounters Subtract(TaskCounters other) => this with
+    public TaskCounters Subtract(TaskCounters other) => Plus(other, -1);
+
+    /// <summary>Every count plus <paramref name="sign"/> times <paramref name="other"/>'s; the samples are these.</summary>
+    private TaskCounters Plus(TaskCounters other, long sign) => this with
     {
-        InputBytes = InputBytes - other.InputBytes,
-        InputRecords = InputRecords - other.InputRecords,
-        OutputRecords = OutputRecords - other.OutputRecords,
-        OutputBytes = OutputBytes - other.OutputBytes,
-        CombineInputRecords = CombineInputRecords - other.CombineInputRecords,
-        CombineOutputRecords = CombineOutputRecords - other.CombineOutputRecords,
-        SpilledRecords = SpilledRecords - other.SpilledRecords,
-        InputGroups = InputGroups - other.InputGroups,
-        SkippedRecords = SkippedRecords - other.SkippedRecords,
-        User = User is null || other.User is null ? User : MergeUser(User, Negated(other.User)),
+        InputBytes = InputBytes + (sign * other.InputBytes),
+        InputRecords = InputRecords + (sign * other.InputRecords),
+        OutputRecords = OutputRecords + (sign * other.OutputRecords),
+        OutputBytes = OutputBytes + (sign * other.OutputBytes),
+        CombineInputRecords = CombineInputRecords + (sign * other.CombineInputRecords),
+        CombineOutputRecords = CombineOutputRecords + (sign * other.CombineOutputRecords),
+        SpilledRecords = SpilledRecords + (sign * other.SpilledRecords),
+        InputGroups = InputGroups + (sign * other.InputGroups),
+        SkippedRecords = SkippedRecords + (sign * other.SkippedRecords),
+        User = MergeUser(User, other.User, sign),
     };
 
-    private static Dictionary<string, long> Negated(Dictionary<string, long> counters)
+    /// <summary><paramref name="a"/> plus <paramref name="sign"/> times <paramref name="b"/>, by counter name.</summary>
+    private static Dictionary<string, long>? MergeUser(Dictionary<string, long>? a, Dictionary<string, long>? b, long sign)
     {
-        var negated = new Dictionary<string, long>(counters.Count, StringComparer.Ordinal);
-        foreach (var (name, value) in counters)
+        if (b is null)
         {
-            negated[name] = -value;
+            return a;
         }
-        return negated;
-    }
-
-    private static Dictionary<string, long>? MergeUser(Dictionary<string, long>? a, Dictionary<string, long>? b)
-    {
-        if (a is null || b is null)
+        if (a is null && sign > 0)
         {
-            return a ?? b;
+            return b;
         }
-        var merged = new Dictionary<string, long>(a, StringComparer.Ordinal);
+        var merged = a is null ? new Dictionary<string, long>(StringComparer.Ordinal) : new Dictionary<string, long>(a, StringComparer.Ordinal);
         foreach (var (name, value) in b)
         {
-            merged[name] = merged.GetValueOrDefault(name) + value;
+            merged[name] = merged.GetValueOrDefault(name) + (sign * value);
         }
         return merged;
     }

@@ -338,10 +338,13 @@ public sealed class TaskEventHandler(
             InputBytes = counters?.InputBytes,
             InputRecords = counters?.InputRecords,
             OutputRecords = counters?.OutputRecords,
-            Error = report.Error is { Length: > 400 } error ? error[^400..] : report.Error,
+            Error = AttemptError(report),
         });
         return outcome == AttemptOutcome.Succeeded ? AttemptRecord.EndRunning(history, AttemptOutcome.Killed, report.At)! : history;
     }
+
+    /// <summary>The end of the report's error, as an attempt's history keeps it.</summary>
+    private static string? AttemptError(TaskEvent report) => report.Error is { Length: > 400 } error ? error[^400..] : report.Error;
 
     /// <summary>
     /// Puts map <paramref name="index"/> back to Planned when the output a reduce lost is still its winner
@@ -364,7 +367,7 @@ public sealed class TaskEventHandler(
         var history = map.History;
         if (AttemptRecord.Find(history, map.WinningAttempt!) is { } winner)
         {
-            history = AttemptRecord.Put(history, winner with { Outcome = AttemptOutcome.OutputLost, Error = report.Error is { Length: > 400 } e ? e[^400..] : report.Error });
+            history = AttemptRecord.Put(history, winner with { Outcome = AttemptOutcome.OutputLost, Error = AttemptError(report) });
         }
         var rerun = map with
         {
