@@ -112,7 +112,16 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
             return admissions;
         }
         JoinService();
+        foreach (var share in shares)
+        {
+            share.ServedBefore = service[share.Run.Spec.Id];
+        }
         Allot(room);
+        // The tasks are sent in the order of this list, each job's together, and the queue is first in,
+        // first out: the least served job goes first. In a fixed order (the active jobs') the first job's
+        // tasks always wait least, end first and so are replaced first: two equal jobs on the cluster
+        // got 15-25 % apart in slot time that way.
+        shares.Sort(static (a, b) => a.ServedBefore != b.ServedBefore ? a.ServedBefore.CompareTo(b.ServedBefore) : a.Run.Spec.SubmittedAt.CompareTo(b.Run.Spec.SubmittedAt));
         foreach (var share in shares)
         {
             if (share.Admit > 0 && !share.Reserved)
@@ -279,6 +288,8 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         public int Queued { get; set; }
         public int Pending { get; set; }
         public int Admit { get; set; }
+        /// <summary>The job's service before this round: the least served job's tasks are sent first.</summary>
+        public double ServedBefore { get; set; }
         /// <summary>Room held for a job moving to its next phase: nothing is admitted for it this round.</summary>
         public bool Reserved { get; init; }
     }
