@@ -34,6 +34,9 @@ public sealed class TaskProcessor(
     private readonly WorkerOptions options = options.Value;
     private readonly CancellationTokenSource drain = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> running = new(StringComparer.Ordinal);
+    // Per job, whether it was cancelled and when the store said so: a task's start reads the store only
+    // when the last answer is older than CancelCheckInterval (a running task checks at that pace anyway).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (bool Cancelled, long At)> cancelSeen = new(StringComparer.Ordinal);
     private int busySlots;
     // Set once what the broker pushed ahead was given back while the store is out of reach.
     private int handedBack;
@@ -226,7 +229,7 @@ public sealed class TaskProcessor(
             metrics.DeadLettered(task.Phase);
             return;
         }
-        if (await jobs.IsCancelRequestedAsync(task.JobId, CancellationToken.None))
+        if (await IsCancelRequestedAsync(task.JobId))
         {
             await message.CompleteAsync(CancellationToken.None);
             return;
@@ -471,6 +474,27 @@ public sealed class TaskProcessor(
             LostMapAttempt = lostMap?.Attempt,
         };
         await events.SendAsync(JsonSerializer.SerializeToUtf8Bytes(report, QueueJsonContext.Default.TaskEvent), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// Whether the job was cancelled, as the store said within the last <see cref="WorkerOptions.CancelCheckInterval"/>:
+    /// one read per job and interval instead of one per task start (on etcd, a round trip before each of
+    /// thousands of small tasks). A cancel is final, so a cancelled answer is kept.
+    /// </summary>
+    private async Task<bool> IsCancelRequestedAsync(string jobId)
+    {
+        if (cancelSeen.TryGetValue(jobId, out var seen) && (seen.Cancelled || time.GetElapsedTime(seen.At) < options.CancelCheckInterval))
+        {
+            return seen.Cancelled;
+        }
+        var at = time.GetTimestamp();
+        var cancelled = await jobs.IsCancelRequestedAsync(jobId, CancellationToken.None);
+        if (cancelSeen.Count >= 1024)
+        {
+            cancelSeen.Clear(); // jobs come and go: a bounded memory, not a list of every job seen
+        }
+        cancelSeen[jobId] = (cancelled, at);
+        return cancelled;
     }
 
     /// <summary>The lost map output behind a failure, however the runner wrapped it.</summary>
