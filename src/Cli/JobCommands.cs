@@ -117,7 +117,8 @@ public static class JobCommands
         var last = "";
         while (true)
         {
-            var s = (await client.GetAsync(id, ct)).Status;
+            // The view without its tasks: a job of thousands of tasks is not read whole four times a second.
+            var s = (await client.GetViewAsync(id, ct)).Status;
             var line = $"{s.State,-9} map {Bar(s.Map)} {s.Map.Done,5}/{s.Map.Total,-5} reduce {Bar(s.Reduce)} {s.Reduce.Done,5}/{s.Reduce.Total,-5}";
             if (line != last)
             {
