@@ -21,6 +21,7 @@ public static class CoordinatorHostingExtensions
         builder.Services.AddHostedService<IntermediateCleanupService>();
         builder.Services.AddHostedService<IntermediateSweepService>();
         builder.Services.AddHostedService<JobRetentionService>();
+        builder.Services.AddHostedService<HistoryCompactionService>();
         builder.Services.AddSingleton<JobPlanner>();
         builder.Services.AddSingleton<TaskEventHandler>();
         builder.Services.AddSingleton<BackupTasks>();

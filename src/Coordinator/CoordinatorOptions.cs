@@ -41,6 +41,18 @@ public sealed class CoordinatorOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "1.00:00:00")]
     public TimeSpan RetentionInterval { get; set; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>
+    /// How often the leader compacts the coordination store's history, to the revision it read one
+    /// interval before (kube-apiserver does the same for its etcd, every 5 min). Every batch of task
+    /// records is a revision etcd keeps until compacted, about 5 MB per 2,000-task job, and past its space
+    /// quota (1 GiB in deploy/k8s) etcd refuses every write and the engine stops: back-to-back 2,000-task
+    /// jobs on this 2-core machine would fill it in under 20 minutes, so the default keeps one to two
+    /// minutes of history. A watch further behind starts again and the leader rescans. Zero turns it
+    /// off (etcd's own <c>--auto-compaction-retention</c> then has to do it). Default 1 min.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan HistoryCompactionInterval { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>Deletes of an ended job's intermediates in flight at once (each a request on Azure Blob). Default 8.</summary>
     [Range(1, 256)]
     public int CleanupParallelism { get; set; } = 8;

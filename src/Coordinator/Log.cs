@@ -81,4 +81,10 @@ internal static partial class Log
 
     [LoggerMessage(2041, LogLevel.Warning, "Job {JobId}: reduce {Reduce} found map {Map}'s output (attempt {Attempt}) missing or damaged; the map runs again (rerun {Rerun})")]
     public static partial void MapRerun(ILogger logger, string jobId, int reduce, int map, string attempt, int rerun);
+
+    [LoggerMessage(2042, LogLevel.Debug, "Compacted the coordination store's history before revision {Revision}")]
+    public static partial void HistoryCompacted(ILogger logger, long revision);
+
+    [LoggerMessage(2043, LogLevel.Warning, "Compacting the coordination store's history failed; the next pass tries again: {Error}")]
+    public static partial void CompactionFailed(ILogger logger, string error);
 }

@@ -84,6 +84,24 @@ public abstract class CoordinationConformance
         Assert.Equal(writes.Select(w => w.Key), listed.Select(e => e.Key));
     }
 
+    [Fact]
+    public async Task CompactingKeepsTheLatestValuesAndTheRevisionMovesOn()
+    {
+        var key = Scope + "compacted";
+        for (byte i = 1; i <= 3; i++)
+        {
+            Assert.True(await Store.TransactAsync([], [new KvWrite(key, [i])], CancellationToken.None));
+        }
+        var revision = await Store.RevisionAsync(CancellationToken.None);
+        Assert.Equal(revision, (await Store.GetAsync(key, CancellationToken.None))!.ModRevision);
+        await Store.CompactAsync(revision, CancellationToken.None);
+        await Store.CompactAsync(revision, CancellationToken.None);
+        await Store.CompactAsync(revision - 1, CancellationToken.None);
+        Assert.Equal([3], (await Store.GetAsync(key, CancellationToken.None))!.Value);
+        Assert.True(await Store.TransactAsync([], [new KvWrite(key, [4])], CancellationToken.None));
+        Assert.True(await Store.RevisionAsync(CancellationToken.None) > revision);
+    }
+
     protected static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
@@ -196,6 +214,29 @@ public sealed class EtcdCoordinationTests : CoordinationConformance, IDisposable
         Assert.Null(seen[^1].Value);
         Assert.Equal(seen.Select(c => c.Revision).Order(), seen.Select(c => c.Revision));
         Assert.Equal(seen.Count, seen.Select(c => c.Revision).Distinct().Count());
+    }
+
+    /// <summary>Compaction drops etcd's history: a read or a watch from before it fails; from after it, both work.</summary>
+    [Fact]
+    public async Task CompactionDropsTheHistoryBeforeItsRevision()
+    {
+        var key = Scope + "history";
+        await store.TransactAsync([], [new KvWrite(key, [1])], CancellationToken.None);
+        var old = await store.RevisionAsync(CancellationToken.None);
+        await store.TransactAsync([], [new KvWrite(key, [2])], CancellationToken.None);
+        var now = await store.RevisionAsync(CancellationToken.None);
+        var past = new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8(key), Revision = old };
+        Assert.Equal([1], (await client.RangeAsync(past, CancellationToken.None)).Kvs[0].Value.ToByteArray());
+        await store.CompactAsync(now, CancellationToken.None);
+        var error = await Assert.ThrowsAsync<EtcdException>(() => client.RangeAsync(past, CancellationToken.None));
+        Assert.Equal(Grpc.Core.StatusCode.OutOfRange, error.Code);
+        await Assert.ThrowsAsync<EtcdException>(async () =>
+        {
+            await foreach (var change in store.WatchAsync(Scope, old, CancellationToken.None))
+            {
+            }
+        });
+        Assert.Equal([2], (await store.GetAsync(key, CancellationToken.None))!.Value);
     }
 
     [Fact]

@@ -67,6 +67,17 @@ public sealed class EmbeddedKeyValueStore : IKeyValueStore, IDisposable
     /// <summary>The log file, when the store is durable.</summary>
     public string? LogPath => logPath;
 
+    public Task<long> RevisionAsync(CancellationToken cancellationToken)
+    {
+        lock (gate)
+        {
+            return Task.FromResult(revision);
+        }
+    }
+
+    /// <summary>Nothing to do: only live values are kept, and the log is rewritten from them past its threshold.</summary>
+    public Task CompactAsync(long revision, CancellationToken cancellationToken) => Task.CompletedTask;
+
     public Task<KvEntry?> GetAsync(string key, CancellationToken cancellationToken)
     {
         lock (gate)

@@ -175,6 +175,10 @@ public sealed partial class EtcdConnection : IDisposable
     public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken) =>
         CallAsync("txn", (deadline, ct) => Connection.KVClient.TxnAsync(request, deadline: deadline, cancellationToken: ct).ResponseAsync, cancellationToken);
 
+    /// <summary>etcd's compaction of the key space's history before <paramref name="revision"/> (logical: the space is reused, not given back).</summary>
+    public Task<CompactionResponse> CompactAsync(long revision, CancellationToken cancellationToken) =>
+        CallAsync("compact", (deadline, ct) => Connection.KVClient.CompactAsync(new CompactionRequest { Revision = revision }, deadline: deadline, cancellationToken: ct).ResponseAsync, cancellationToken);
+
     public async Task<long> GrantLeaseAsync(TimeSpan ttl, CancellationToken cancellationToken)
     {
         var response = await CallAsync("lease grant", (deadline, ct) =>

@@ -110,6 +110,21 @@ public sealed class EtcdKeyValueStore(EtcdConnection etcd) : IKeyValueStore
         }
     }
 
+    public async Task<long> RevisionAsync(CancellationToken cancellationToken) =>
+        (await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("/"), Limit = 1, KeysOnly = true }, cancellationToken)).Header.Revision;
+
+    public async Task CompactAsync(long revision, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await etcd.CompactAsync(revision, cancellationToken);
+        }
+        catch (EtcdException e) when (e.Code == Grpc.Core.StatusCode.OutOfRange)
+        {
+            // "required revision has been compacted": another coordinator (or etcd's own auto-compaction) got there first.
+        }
+    }
+
     internal static KvEntry ToEntry(Mvccpb.KeyValue kv) =>
         new(kv.Key.ToStringUtf8(), kv.Value.ToByteArray(), kv.CreateRevision, kv.ModRevision);
 }

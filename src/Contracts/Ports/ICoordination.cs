@@ -29,6 +29,17 @@ public interface IKeyValueStore
     /// now and then, as a watch is a hint to look, not the state itself.
     /// </summary>
     IAsyncEnumerable<KvChange> WatchAsync(string prefix, CancellationToken cancellationToken);
+
+    /// <summary>The store's current revision: every committed write moves it on.</summary>
+    Task<long> RevisionAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Forgets the values superseded or deleted before <paramref name="revision"/> (etcd's compaction), so
+    /// that the store's space holds the live keys and recent history only; a watch resumed from before
+    /// it fails (callers start a new one and resync). Compacting again to the same or an earlier revision
+    /// does nothing. A store that keeps no history (the embedded one's log compacts itself) does nothing.
+    /// </summary>
+    Task CompactAsync(long revision, CancellationToken cancellationToken);
 }
 
 /// <summary>One change seen by a watch: a put (<see cref="Value"/> set) or a delete.</summary>
