@@ -9,9 +9,9 @@ namespace Queue.Coordinator;
 /// compacts the coordination store's history to the revision read one pass before, as kube-apiserver
 /// does for its etcd. Each batch of task records is a revision etcd keeps, deletes included, until it is
 /// compacted: the database grew by about 5 MB per 2,000-task job, and past its space quota etcd refuses
-/// every write (the engine stops). Only history older than an
-/// interval goes, so watches a moment behind resume; one further behind starts again and the leader
-/// rescans. A deposed leader's pass compacts to a revision older than the new leader's: no harm done.
+/// every write (the engine stops). Only history older than an interval goes, so watches a moment behind
+/// resume; one further behind starts again and the leader rescans. A deposed leader's pass compacts to
+/// a revision older than the new leader's: no harm done.
 /// </summary>
 public sealed class HistoryCompactionService(
     JobStore jobs,
