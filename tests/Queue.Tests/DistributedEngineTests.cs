@@ -155,7 +155,7 @@ public class ClusterFixture : ProcessClusterFixture
         ["Queue__Adapters__DataPath"] = Path.Combine(Folder, "data"),
         ["Queue__RabbitMq__ConnectionString"] = Rabbit.ConnectionString,
         ["Queue__RabbitMq__Prefetch"] = "2",
-        // The leader compacts etcd's history every 2 s instead of 5 min: every cluster test runs through compactions.
+        // The leader compacts etcd's history every 2 s instead of every minute: every cluster test runs through compactions.
         ["Queue__Coordinator__HistoryCompactionInterval"] = "00:00:02",
     };
 }

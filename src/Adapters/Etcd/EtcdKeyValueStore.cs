@@ -90,8 +90,7 @@ public sealed class EtcdKeyValueStore(EtcdConnection etcd) : IKeyValueStore
     public async IAsyncEnumerable<KvChange> WatchAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         // "From now" is the store's current revision, fixed before the watch starts, so a resumed stream has no gap.
-        var now = await etcd.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(prefix), Limit = 1, KeysOnly = true }, cancellationToken);
-        await foreach (var change in WatchAsync(prefix, now.Header.Revision + 1, cancellationToken))
+        await foreach (var change in WatchAsync(prefix, await RevisionAsync(cancellationToken) + 1, cancellationToken))
         {
             yield return change;
         }

@@ -114,7 +114,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         JoinService();
         foreach (var share in shares)
         {
-            share.LevelBefore = (share.Running + share.Queued) / share.Run.Spec.Weight;
+            share.LevelBefore = share.Level;
             share.ServedBefore = service[share.Run.Spec.Id];
         }
         Allot(room);
@@ -233,7 +233,7 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
                 {
                     continue;
                 }
-                var level = (share.Running + share.Queued) / share.Run.Spec.Weight;
+                var level = share.Level;
                 var served = service[share.Run.Spec.Id];
                 if (level < nextLevel || (level == nextLevel && (served < nextServed
                     || (served == nextServed && share.Run.Spec.SubmittedAt < next!.Run.Spec.SubmittedAt))))
@@ -292,6 +292,8 @@ public sealed class FairAdmission(TaskDispatcher dispatcher, JobStore jobs, IOpt
         public int Queued { get; set; }
         public int Pending { get; set; }
         public int Admit { get; set; }
+        /// <summary>Slots in use and queued per unit of weight: water-filling raises the lowest.</summary>
+        public double Level => (Running + Queued) / Run.Spec.Weight;
         /// <summary>The job's level and service before this round: its tasks are sent in that order.</summary>
         public double LevelBefore { get; set; }
         public double ServedBefore { get; set; }
