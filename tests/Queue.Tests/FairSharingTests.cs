@@ -91,23 +91,28 @@ public static class Shares
         return walls[walls.Count / 2];
     }
 
+    private const int Rounds = 5;
+
     /// <summary>
     /// A large job, then a small one once a fifth of the large one's maps are done: the small one must
     /// finish within <paramref name="bound"/> (3) times its time alone, the large one take no longer than alone plus the small one's
     /// time alone (its work on the whole pool) plus 15 % and 0.1 s for this machine's run-to-run spread; both exact.
-    /// Medians of three runs of each, alone and together: single runs of a job of a second vary by more
-    /// than the small job's work here.
+    /// Medians of five rounds, each the small job alone and then the pair, so both times of a round are
+    /// taken in the same state of the engine and the machine: single runs of the cluster's small job took
+    /// 0.074-0.264 s alone and 0.18-0.56 s behind, and with medians of three (alone runs first, then the
+    /// pairs) the ratio ranged 1.5-3.6 from one run of this test to the next.
     /// </summary>
     public static async Task SmallBehindLargeAsync(JobClient client, object large, object small, double bound = 3)
     {
         await AloneAsync(client, small, BigInput.Books.Value, runs: 1);
-        var smallAlone = await AloneAsync(client, small, BigInput.Books.Value);
         var largeAlone = await AloneAsync(client, large, BigInput.WordCount.Value);
 
+        var alone = new List<double>();
         var behind = new List<double>();
         var beside = new List<double>();
-        for (var run = 0; run < 3; run++)
+        for (var run = 0; run < Rounds; run++)
         {
+            alone.Add(await AloneAsync(client, small, BigInput.Books.Value, runs: 1));
             var largeId = await client.SubmitAsync(large);
             await client.WaitUntilAsync(largeId, s => s.Map.Total > 0 && s.Map.Done >= s.Map.Total / 5);
             var smallId = await client.SubmitAsync(small);
@@ -121,15 +126,19 @@ public static class Shares
             behind.Add(Wall(smallView.Status));
             beside.Add(Wall(largeView.Status));
         }
+        static string Times(List<double> walls) => string.Join(", ", walls.Select(static w => w.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture)));
+        var (aloneTimes, behindTimes) = (Times(alone), Times(behind));
+        alone.Sort();
         behind.Sort();
         beside.Sort();
-        var (smallShared, largeShared) = (behind[1], beside[1]);
-        Assert.True(smallShared <= bound * smallAlone, $"The small job took {smallShared:0.000} s behind the large one (median of 3), {smallAlone:0.000} s alone.");
+        var (smallAlone, smallShared, largeShared) = (alone[Rounds / 2], behind[Rounds / 2], beside[Rounds / 2]);
+        Assert.True(smallShared <= bound * smallAlone,
+            $"The small job took {smallShared:0.000} s behind the large one (median of {behindTimes}), {smallAlone:0.000} s alone (median of {aloneTimes}).");
         // Plus 0.1 s: the embedded large job takes 0.4 s alone, and a GC or the previous job's cleanup
         // (now beside the leader, not in its loop) moves a median of three runs of it by more than 15 %
         // (a full suite saw 0.583 s against a bound of 0.50 s once; the same test passed three times alone after).
         Assert.True(largeShared <= largeAlone * 1.15 + smallAlone + 0.1,
-            $"The large job took {largeShared:0.000} s beside the small one (median of 3), {largeAlone:0.000} s alone; the small one alone {smallAlone:0.000} s.");
+            $"The large job took {largeShared:0.000} s beside the small one (median of {Rounds}), {largeAlone:0.000} s alone; the small one alone {smallAlone:0.000} s.");
     }
 
     /// <summary>
@@ -301,6 +310,19 @@ public sealed class FairSharingClusterFixture : ClusterFixture
     {
         await base.StartStorageAsync();
         BigInput.WriteTo(Path.Combine(Folder, "data"));
+    }
+
+    /// <summary>
+    /// etcd's history compacted at the default interval (a minute), not every 2 s as the other cluster
+    /// tests do: these tests time tenths of a second against each other, and compacting a large job's
+    /// churn is work etcd does between the leader's writes. With it every 2 s, the small job's time
+    /// behind the large one over its time alone went from 2.2-2.5 (three runs) to 2.6-4.3 (six runs).
+    /// </summary>
+    protected override Dictionary<string, string> AdapterEnvironment()
+    {
+        var environment = base.AdapterEnvironment();
+        environment.Remove("Queue__Coordinator__HistoryCompactionInterval");
+        return environment;
     }
 }
 
