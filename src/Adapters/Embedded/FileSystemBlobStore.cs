@@ -132,13 +132,31 @@ public sealed class FileSystemBlobStore : IBlobStore
             yield break;
         }
         var items = new List<BlobItem>();
-        foreach (var file in new DirectoryInfo(start).EnumerateFiles("*", SearchOption.AllDirectories))
+        try
         {
-            var name = Path.GetRelativePath(containerPath, file.FullName).Replace(Path.DirectorySeparatorChar, '/');
-            if (name.StartsWith(prefix, StringComparison.Ordinal))
+            foreach (var file in new DirectoryInfo(start).EnumerateFiles("*", SearchOption.AllDirectories))
             {
-                items.Add(new BlobItem(container, name, file.Length));
+                var name = Path.GetRelativePath(containerPath, file.FullName).Replace(Path.DirectorySeparatorChar, '/');
+                if (!name.StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    continue;
+                }
+                long length;
+                try
+                {
+                    length = file.Length;
+                }
+                catch (FileNotFoundException)
+                {
+                    // Deleted since the folder was read (a job's cleanup while the leader sweeps): not a blob any more.
+                    continue;
+                }
+                items.Add(new BlobItem(container, name, length));
             }
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // The folder itself went with its last blob's delete after the check above: what was listed stands.
         }
         items.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
         foreach (var item in items)
