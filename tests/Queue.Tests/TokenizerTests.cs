@@ -143,6 +143,43 @@ public sealed partial class TokenizerTests
         Assert.True(fresh);
     }
 
+    /// <summary>
+    /// One table through tasks of every size, as the pool passes it on: after a large task a small one
+    /// uses a small part of its memory, and a larger one grows back through memory the large task left
+    /// (stale slots beyond the part in use must never be read); every round counts exactly.
+    /// </summary>
+    [Fact]
+    public void ACountTableReusedAfterTasksOfOtherSizesCountsExactly()
+    {
+        var table = new CountTable<char>();
+        var round = 0;
+        foreach (var keys in new[] { 100_000, 1_000, 30, 50_000, 2_000, 300_000, 10 })
+        {
+            round++;
+            var reference = new Dictionary<string, long>(StringComparer.Ordinal);
+            for (var i = 0; i < keys * 2; i++)
+            {
+                // Each key twice; the keys of a round differ from the last round's (the round in the key).
+                var key = $"{round}-{i % keys}";
+                table.GetOrAdd(key, out var added) += i;
+                Assert.Equal(!reference.ContainsKey(key), added);
+                reference[key] = reference.GetValueOrDefault(key) + i;
+            }
+            Assert.Equal(reference.Count, table.Count);
+            var seen = 0;
+            var cursor = 0;
+            while (table.Next(ref cursor, out var key, out var total))
+            {
+                Assert.Equal(reference[key.ToString()], total);
+                seen++;
+            }
+            Assert.Equal(reference.Count, seen);
+            table.Clear();
+            cursor = 0;
+            Assert.False(table.Next(ref cursor, out _, out _));
+        }
+    }
+
     [Fact]
     public void APooledCountTableComesBackEmptyAndAGrownOneIsNotKept()
     {

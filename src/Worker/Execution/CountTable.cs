@@ -14,13 +14,17 @@ namespace Queue.Worker.Execution;
 public sealed class CountTable<T>
     where T : unmanaged, IEquatable<T>
 {
-    private const int InitialSlots = 1 << 14;
+    private const int InitialSlots = 1 << 12;
     // Tables kept for the next task: one per busy slot is enough, and a table grown past these sizes
     // (a task with millions of distinct keys) is left to the GC rather than held by an idle worker.
     private const int MaxPooled = 8;
     private const int MaxPooledSlots = 1 << 17;
     private const int MaxPooledArenaElements = 1 << 19;
     private static readonly System.Collections.Concurrent.ConcurrentBag<CountTable<T>> Pool = [];
+    // The table in use is slots[0..mask]; a table reused after a bigger task keeps its memory beyond
+    // that, unread, so a small task clears and walks a small table (a map task of a fine-grained job has
+    // a few thousand keys, and walking and clearing the 4 MB a large task had grown to was a tenth of
+    // its worker's time).
     private Slot[] slots = new Slot[InitialSlots];
     private T[] arena = new T[1 << 16];
     private int arenaUsed;
@@ -63,7 +67,7 @@ public sealed class CountTable<T>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Next(ref int cursor, out ReadOnlySpan<T> key, out long total)
     {
-        while (cursor < slots.Length)
+        while (cursor <= mask)
         {
             ref var slot = ref slots[cursor++];
             if (slot.LengthPlusOne != 0)
@@ -84,7 +88,7 @@ public sealed class CountTable<T>
     /// <summary>Walks the entries as <see cref="Next"/> does, each key as its place in <see cref="Keys"/>.</summary>
     public bool NextEntry(ref int cursor, out int offset, out int length, out long total)
     {
-        while (cursor < slots.Length)
+        while (cursor <= mask)
         {
             ref var slot = ref slots[cursor++];
             if (slot.LengthPlusOne != 0)
@@ -113,14 +117,19 @@ public sealed class CountTable<T>
         }
     }
 
-    /// <summary>Empties the table, keeping its memory for what comes next.</summary>
+    /// <summary>
+    /// Empties the table, keeping its memory for what comes next, and sizes the table in use for as
+    /// many keys as it held (within the memory it has): what the next task of the same job needs.
+    /// </summary>
     public void Clear()
     {
         if (Count == 0)
         {
             return;
         }
-        Array.Clear(slots);
+        var size = mask + 1;
+        Array.Clear(slots, 0, size);
+        mask = Math.Clamp((int)BitOperations.RoundUpToPowerOf2((uint)Count * 4), InitialSlots, size) - 1;
         arenaUsed = 0;
         Count = 0;
     }
@@ -136,7 +145,7 @@ public sealed class CountTable<T>
         slot = new Slot { Head = head, Tail = tail, Offset = arenaUsed, LengthPlusOne = key.Length + 1 };
         arenaUsed += key.Length;
         // Half full at most, so probe runs stay short.
-        if (++Count * 2 <= slots.Length)
+        if (++Count * 2 <= mask + 1)
         {
             return ref slot.Total;
         }
@@ -147,10 +156,31 @@ public sealed class CountTable<T>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Grow()
     {
-        var old = slots;
-        slots = new Slot[old.Length * 2];
-        mask = slots.Length - 1;
-        foreach (ref var slot in old.AsSpan())
+        var size = mask + 1;
+        Slot[]? scratch = null;
+        Span<Slot> old;
+        if (size * 2 <= slots.Length)
+        {
+            // Within memory a bigger task left: the live slots move out to a scratch copy and back.
+            scratch = System.Buffers.ArrayPool<Slot>.Shared.Rent(Count);
+            var live = 0;
+            foreach (ref var slot in slots.AsSpan(0, size))
+            {
+                if (slot.LengthPlusOne != 0)
+                {
+                    scratch[live++] = slot;
+                }
+            }
+            old = scratch.AsSpan(0, live);
+            Array.Clear(slots, 0, size * 2);
+        }
+        else
+        {
+            old = slots.AsSpan(0, size);
+            slots = new Slot[size * 2];
+        }
+        mask = (size * 2) - 1;
+        foreach (ref var slot in old)
         {
             if (slot.LengthPlusOne == 0)
             {
@@ -162,6 +192,10 @@ public sealed class CountTable<T>
                 i = (i + 1) & mask;
             }
             slots[i] = slot;
+        }
+        if (scratch is not null)
+        {
+            System.Buffers.ArrayPool<Slot>.Shared.Return(scratch);
         }
     }
 
