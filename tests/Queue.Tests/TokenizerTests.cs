@@ -119,18 +119,10 @@ public sealed partial class TokenizerTests
             // Enough distinct keys to grow the table several times.
             Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture), i);
         }
-        Assert.Equal(reference.Count, table.Count);
+        AssertCounts(reference, table);
         Assert.Equal(reference.Count, bytes.Count);
         var seen = 0;
         var cursor = 0;
-        while (table.Next(ref cursor, out var key, out var total))
-        {
-            Assert.Equal(reference[key.ToString()], total);
-            seen++;
-        }
-        Assert.Equal(reference.Count, seen);
-        seen = 0;
-        cursor = 0;
         while (bytes.Next(ref cursor, out var key, out var total))
         {
             Assert.Equal(reference[System.Text.Encoding.UTF8.GetString(key)], total);
@@ -165,19 +157,25 @@ public sealed partial class TokenizerTests
                 Assert.Equal(!reference.ContainsKey(key), added);
                 reference[key] = reference.GetValueOrDefault(key) + i;
             }
-            Assert.Equal(reference.Count, table.Count);
-            var seen = 0;
-            var cursor = 0;
-            while (table.Next(ref cursor, out var key, out var total))
-            {
-                Assert.Equal(reference[key.ToString()], total);
-                seen++;
-            }
-            Assert.Equal(reference.Count, seen);
+            AssertCounts(reference, table);
             table.Clear();
-            cursor = 0;
+            var cursor = 0;
             Assert.False(table.Next(ref cursor, out _, out _));
         }
+    }
+
+    /// <summary>The table holds exactly the reference's keys and totals, each walked once.</summary>
+    private static void AssertCounts(Dictionary<string, long> reference, CountTable<char> table)
+    {
+        Assert.Equal(reference.Count, table.Count);
+        var seen = 0;
+        var cursor = 0;
+        while (table.Next(ref cursor, out var key, out var total))
+        {
+            Assert.Equal(reference[key.ToString()], total);
+            seen++;
+        }
+        Assert.Equal(reference.Count, seen);
     }
 
     [Fact]
