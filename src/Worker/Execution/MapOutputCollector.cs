@@ -249,6 +249,11 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
     /// <summary>Partition <paramref name="partition"/>'s records in key order (buffer and spills merged, not combined). Call <see cref="Finish"/> first.</summary>
     public IRecordSource ReadPartition(int partition)
     {
+        if (spills.Count == 0)
+        {
+            // The usual case: the buffer alone, read as it is, not through a merge of one.
+            return new BufferSource(this, PartitionStart(partition), PartitionStart(partition + 1));
+        }
         var sources = new List<IRecordSource>(spills.Count + 1);
         foreach (var spill in spills)
         {
