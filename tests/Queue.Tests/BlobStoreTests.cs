@@ -255,13 +255,5 @@ public sealed class FileSystemBlobStoreTests : IDisposable
         return items;
     }
 
-    private async Task<List<string>> ListAsync(string container)
-    {
-        var names = new List<string>();
-        await foreach (var item in store.ListAsync(container, "", CancellationToken.None))
-        {
-            names.Add(item.Name);
-        }
-        return names;
-    }
+    private async Task<List<string>> ListAsync(string container) => [.. (await ListItemsAsync(container)).Select(static item => item.Name)];
 }

@@ -252,16 +252,19 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
         if (spills.Count == 0)
         {
             // The usual case: the buffer alone, read as it is, not through a merge of one.
-            return new BufferSource(this, PartitionStart(partition), PartitionStart(partition + 1));
+            return Buffered(partition);
         }
         var sources = new List<IRecordSource>(spills.Count + 1);
         foreach (var spill in spills)
         {
             sources.Add(spill.Open(partition));
         }
-        sources.Add(new BufferSource(this, PartitionStart(partition), PartitionStart(partition + 1)));
+        sources.Add(Buffered(partition));
         return new RecordMerger(sources);
     }
+
+    /// <summary>Partition <paramref name="partition"/>'s records in the sorted buffer.</summary>
+    private BufferSource Buffered(int partition) => new(this, PartitionStart(partition), PartitionStart(partition + 1));
 
     /// <summary>Ends the input: combines what is pending and sorts what is in memory (the spills are sorted already).</summary>
     public void Finish()
@@ -307,7 +310,7 @@ public sealed class MapOutputCollector : IMapEmitter, IDisposable
             {
                 writer.Flush();
                 starts[p] = file.Position;
-                WriteCombined(new BufferSource(this, PartitionStart(p), PartitionStart(p + 1)), writer);
+                WriteCombined(Buffered(p), writer);
             }
             writer.Flush();
             starts[partitions] = file.Position;
